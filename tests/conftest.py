@@ -1,0 +1,21 @@
+"""Shared test setup: one thread (CI shares two cores) and the paths of the reference fixtures."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+ALLENNLP = FIXTURES / "allennlp"
+BILM_TF = FIXTURES / "bilm-tf"
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    """The reference fixtures folder (../shared/fixtures beside the project)."""
+    assert FIXTURES.is_dir(), f"reference fixtures not found at {FIXTURES}"
+    return FIXTURES
