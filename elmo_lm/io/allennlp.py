@@ -1,0 +1,142 @@
+"""The AllenNLP / bilm-tf weight format: `options.json` + `weights.hdf5` <-> `ElmoBiLM` state dict.
+
+The whole name map is in `_dataset_map`; every non-obvious step is commented there. All steps are
+exact (slices, stacks, transposes, one prepended zero row), so load -> save -> load is bit-exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from ..config import ModelConfig
+from ..errors import ElmoError
+from .atomic import atomic_path
+
+Array = np.ndarray
+
+
+def _rnn(direction: int, layer: int, name: str) -> str:
+    return f"RNN_{direction}/RNN/MultiRNNCell/Cell{layer}/LSTMCell/{name}"
+
+
+def _dataset_map(config: ModelConfig) -> list[tuple[str, tuple[int, ...], str, Callable[[Array], Array]]]:
+    """(dataset, its shape, state-dict key, dataset -> parameter) for every non-LSTM weight."""
+    e, F_, P = config.char_embed_dim, config.n_filters, config.projection_dim
+    entries = [
+        # The file's table has raw ids 0..260; the model shifts ids by +1 and keeps row 0 for padding.
+        ("char_embed", (261, e), "token_encoder.char_embedding.weight",
+         lambda a: np.concatenate([np.zeros((1, e), a.dtype), a])),
+    ]
+    for i, (width, count) in enumerate(config.filters):
+        # TensorFlow conv2d kernel (1, width, in, out) -> torch Conv1d weight (out, in, width).
+        entries.append((f"CNN/W_cnn_{i}", (1, width, e, count), f"token_encoder.convolutions.{i}.weight",
+                        lambda a: a[0].transpose(2, 1, 0)))
+        entries.append((f"CNN/b_cnn_{i}", (count,), f"token_encoder.convolutions.{i}.bias", lambda a: a))
+    for k in range(config.n_highway):
+        # Used as x @ W in the file; torch Linear computes x @ weight.T.
+        for part in ("carry", "transform"):
+            entries.append((f"CNN_high_{k}/W_{part}", (F_, F_), f"token_encoder.highway_{part}.{k}.weight",
+                            lambda a: a.T))
+            entries.append((f"CNN_high_{k}/b_{part}", (F_,), f"token_encoder.highway_{part}.{k}.bias",
+                            lambda a: a))
+    entries.append(("CNN_proj/W_proj", (F_, P), "token_encoder.projection.weight", lambda a: a.T))
+    entries.append(("CNN_proj/b_proj", (P,), "token_encoder.projection.bias", lambda a: a))
+    return entries
+
+
+def _inverse(key: str, value: Array) -> Array:
+    """Parameter -> dataset for the entries of `_dataset_map`."""
+    if key == "token_encoder.char_embedding.weight":
+        return value[1:]
+    if key.startswith("token_encoder.convolutions.") and key.endswith(".weight"):
+        return value.transpose(2, 1, 0)[None]
+    if value.ndim == 2:
+        return value.T
+    return value
+
+
+def _read(h5: h5py.File, name: str, shape: tuple[int, ...], path: Path) -> Array:
+    if name not in h5:
+        raise ElmoError(f"{path}: missing dataset {name!r}")
+    dataset = h5[name]
+    if not isinstance(dataset, h5py.Dataset):
+        raise ElmoError(f"{path}: {name!r} is a group, expected a dataset")
+    if tuple(dataset.shape) != shape:
+        raise ElmoError(f"{path}: dataset {name!r} has shape {tuple(dataset.shape)}, the options say {shape}")
+    try:
+        return np.asarray(dataset[...], dtype=np.float32)
+    except OSError as error:
+        raise ElmoError(f"{path}: cannot read dataset {name!r} ({error}); is the file truncated?") from None
+
+
+def load_allennlp_weights(
+    options_file: str | Path, weight_file: str | Path
+) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """Read a model in the AllenNLP/bilm-tf layout.
+
+    Returns the config and an `ElmoBiLM` state dict (with `softmax.weight` / `softmax.bias` when
+    the file stores a softmax). Raises `ElmoError` naming the file and the missing dataset or the
+    shape that does not fit.
+    """
+    config = ModelConfig.load(options_file)
+    path = Path(weight_file)
+    if not path.is_file():
+        raise ElmoError(f"{path}: weight file not found")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as error:
+        raise ElmoError(f"{path}: not a readable HDF5 file ({error})") from None
+    with h5:
+        state = {key: torch.from_numpy(convert(_read(h5, name, shape, path)).copy())
+                 for name, shape, key, convert in _dataset_map(config)}
+        P, C = config.projection_dim, config.lstm_dim
+        for layer in range(config.n_layers):
+            per_direction = {"W_0": [], "B": [], "W_P_0": []}
+            for direction in range(2):
+                for name, shape in (("W_0", (2 * P, 4 * C)), ("B", (4 * C,)), ("W_P_0", (C, P))):
+                    per_direction[name].append(_read(h5, _rnn(direction, layer, name), shape, path))
+            # W_0's rows are [x ; m_prev]: the first P rows act on the input, the rest on the state.
+            # Gate blocks stay in TensorFlow's order i, j, f, o; the +1 forget bias is not stored.
+            w0 = np.stack(per_direction["W_0"])  # (D, 2P, 4C)
+            state[f"lstm.input_weight.{layer}"] = torch.from_numpy(w0[:, :P].copy())
+            state[f"lstm.recurrent_weight.{layer}"] = torch.from_numpy(w0[:, P:].copy())
+            state[f"lstm.bias.{layer}"] = torch.from_numpy(np.stack(per_direction["B"]))
+            state[f"lstm.projection_weight.{layer}"] = torch.from_numpy(np.stack(per_direction["W_P_0"]))
+        if "softmax" in h5:
+            weight = np.asarray(h5["softmax/W"][...], dtype=np.float32)
+            bias = np.asarray(h5["softmax/b"][...], dtype=np.float32)
+            if weight.ndim != 2 or weight.shape[1] != P or bias.shape != (weight.shape[0],):
+                raise ElmoError(f"{path}: softmax/W {weight.shape} and softmax/b {bias.shape} do not fit "
+                                f"projection_dim {P}")
+            state["softmax.weight"] = torch.from_numpy(weight)
+            state["softmax.bias"] = torch.from_numpy(bias)
+    return config, state
+
+
+def save_allennlp_weights(
+    config: ModelConfig, state: dict[str, torch.Tensor], options_file: str | Path, weight_file: str | Path
+) -> None:
+    """Write `options.json` and `weights.hdf5` in the AllenNLP/bilm-tf layout, each atomically."""
+    arrays = {key: value.detach().cpu().float().numpy() for key, value in state.items()}
+    with atomic_path(weight_file) as temporary:
+        with h5py.File(temporary, "w") as h5:
+            for name, _, key, _ in _dataset_map(config):
+                h5.create_dataset(name, data=_inverse(key, arrays[key]))
+            for layer in range(config.n_layers):
+                w0 = np.concatenate([arrays[f"lstm.input_weight.{layer}"], arrays[f"lstm.recurrent_weight.{layer}"]],
+                                    axis=1)  # (D, 2P, 4C)
+                for direction in range(2):
+                    h5.create_dataset(_rnn(direction, layer, "W_0"), data=w0[direction])
+                    h5.create_dataset(_rnn(direction, layer, "B"), data=arrays[f"lstm.bias.{layer}"][direction])
+                    h5.create_dataset(_rnn(direction, layer, "W_P_0"),
+                                      data=arrays[f"lstm.projection_weight.{layer}"][direction])
+            if "softmax.weight" in arrays:
+                h5.create_dataset("softmax/W", data=arrays["softmax.weight"])
+                h5.create_dataset("softmax/b", data=arrays["softmax.bias"])
+    with atomic_path(options_file) as temporary:
+        config.save(temporary)

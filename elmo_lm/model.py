@@ -1,0 +1,288 @@
+"""The ELMo bidirectional language model: character CNN token encoder, two LSTMP stacks, softmax.
+
+Reads top to bottom: `TokenEncoder` (characters -> token vector), `LstmpStack` (both directions'
+LSTMP layers, run side by side), `ElmoBiLM` (sentence boundaries, reversal of the backward
+direction, packing of the output layers). The model never opens files (see `elmo_lm.io`).
+
+Shapes: B sentences, T positions, N tokens, P projection size, C cell size, L LSTM layers,
+F CNN features, D = 2 directions (0 forward, 1 backward).
+
+The LSTMP weights keep TensorFlow's orientation and gate order (`x @ W`, gate blocks i, j, f, o),
+so that the released weights load with no permutation and round-trip bit-exactly; the +1.0
+forget bias of TensorFlow's LSTMCell is added in `LstmpStack.step`, not stored.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .chars import BOS_IDS, EOS_IDS, N_CHARS
+from .config import ModelConfig
+
+FORGET_BIAS = 1.0
+"""Added to the forget gate's pre-activation at every step (TensorFlow's LSTMCell default)."""
+
+ENCODER_CHUNK_BYTES = 32 * 2**20
+"""Upper bound on the convolution activations the token encoder holds at once."""
+
+LSTM_CHUNK_BYTES = 64 * 2**20
+"""Upper bound on the precomputed input projection the LSTM holds at once."""
+
+
+class TokenEncoder(nn.Module):
+    """Context-free token vectors from character ids: char table, CNN, highway, projection."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        # Row 0 marks a padding token (all-zero char ids); rows 1..261 are raw ids 0..260.
+        self.char_embedding = nn.Embedding(N_CHARS, config.char_embed_dim, padding_idx=0)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(config.char_embed_dim, count, width) for width, count in config.filters
+        )
+        n_features = config.n_filters
+        self.highway_carry = nn.ModuleList(nn.Linear(n_features, n_features) for _ in range(config.n_highway))
+        self.highway_transform = nn.ModuleList(nn.Linear(n_features, n_features) for _ in range(config.n_highway))
+        self.projection = nn.Linear(n_features, config.projection_dim)
+        self.activation = torch.relu if config.activation == "relu" else torch.tanh
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Token vectors `(N, P)` for character ids `(N, 50)`, computed in memory-bounded chunks."""
+        largest_map = max(count * (50 - width + 1) for width, count in self.config.filters)
+        chunk = max(1, ENCODER_CHUNK_BYTES // (4 * largest_map))
+        if char_ids.shape[0] <= chunk:
+            return self._encode(char_ids)
+        return torch.cat([self._encode(part) for part in char_ids.split(chunk)])  # (N, P)
+
+    def _encode(self, char_ids: torch.Tensor) -> torch.Tensor:
+        chars = self.char_embedding(char_ids).transpose(1, 2)  # (N, e, 50)
+        # Max over positions, then the activation: equal to the reverse order, as both are monotone.
+        pooled = [conv(chars).amax(dim=-1) for conv in self.convolutions]  # each (N, n_i)
+        x = self.activation(torch.cat(pooled, dim=-1))  # (N, F)
+        for carry, transform in zip(self.highway_carry, self.highway_transform):
+            gate = torch.sigmoid(carry(x))  # (N, F)
+            x = gate * torch.relu(transform(x)) + (1 - gate) * x  # (N, F)
+        return self.projection(x)  # (N, P)
+
+
+class LstmState(NamedTuple):
+    """Recurrent state of every layer and direction."""
+
+    h: torch.Tensor
+    """(L, D, B, P): the projected output m (before any skip connection)."""
+    c: torch.Tensor
+    """(L, D, B, C): the cell."""
+
+
+class LstmpStack(nn.Module):
+    """L layers of LSTM with projection for both directions; the directions never interact.
+
+    Both directions run in the same time loop (batched matmuls over D), each reading its own
+    input left to right: the caller reverses the backward direction's input.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        P, C, L = config.projection_dim, config.lstm_dim, config.n_layers
+        self.input_weight = nn.ParameterList(nn.Parameter(torch.empty(2, P, 4 * C)) for _ in range(L))
+        self.recurrent_weight = nn.ParameterList(nn.Parameter(torch.empty(2, P, 4 * C)) for _ in range(L))
+        self.bias = nn.ParameterList(nn.Parameter(torch.zeros(2, 4 * C)) for _ in range(L))
+        self.projection_weight = nn.ParameterList(nn.Parameter(torch.empty(2, C, P)) for _ in range(L))
+        for weight in [*self.input_weight, *self.recurrent_weight, *self.projection_weight]:
+            nn.init.uniform_(weight, -0.05, 0.05)
+        self.dropout = 0.0
+        """Dropout on each layer's input, in training mode only."""
+
+    def zero_state(self, batch_size: int, like: torch.Tensor) -> LstmState:
+        """All-zero state for `batch_size` rows, on the device and dtype of `like`."""
+        L, P, C = self.config.n_layers, self.config.projection_dim, self.config.lstm_dim
+        h = like.new_zeros(L, 2, batch_size, P)  # (L, D, B, P)
+        c = like.new_zeros(L, 2, batch_size, C)  # (L, D, B, C)
+        return LstmState(h, c)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, state: LstmState | None = None
+    ) -> tuple[list[torch.Tensor], LstmState]:
+        """Run every layer over the sequence.
+
+        Args:
+            x: `(D, B, T, P)` layer-0 input of each direction, already in reading order.
+            mask: `(D, B, T)` bool, True at real positions; each row's real positions come first.
+            state: initial state, zeros when None.
+
+        Returns:
+            The output of each layer, `(D, B, T, P)` (skip connections included, values at masked
+            positions unspecified), and the state after each row's last real position.
+        """
+        batch = x.shape[1]
+        if state is None:
+            state = self.zero_state(batch, x)
+        outputs, final_h, final_c = [], [], []
+        layer_input = x
+        for layer in range(self.config.n_layers):
+            if self.training and self.dropout > 0:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+            h, c, output = self._run_layer(layer, layer_input, mask, state.h[layer], state.c[layer])
+            if layer > 0 and self.config.use_skip_connections:
+                output = output + layer_input  # residual after the clip; the state keeps m_t
+            outputs.append(output)
+            final_h.append(h)
+            final_c.append(c)
+            layer_input = output
+        return outputs, LstmState(torch.stack(final_h), torch.stack(final_c))
+
+    def _run_layer(
+        self, layer: int, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One layer over time, the input projection precomputed for a chunk of steps at a time."""
+        D, B, T, _ = x.shape
+        C = self.config.lstm_dim
+        input_weight, bias = self.input_weight[layer], self.bias[layer]
+        steps_per_chunk = max(1, LSTM_CHUNK_BYTES // (D * B * 4 * C * x.element_size()))
+        all_real = bool(mask.all())
+        outputs = []
+        for start in range(0, T, steps_per_chunk):
+            x_chunk = x[:, :, start : start + steps_per_chunk]  # (D, B, Tc, P)
+            Tc = x_chunk.shape[2]
+            gates_from_input = torch.bmm(x_chunk.reshape(D, B * Tc, -1), input_weight)  # (D, B*Tc, 4C)
+            gates_from_input = (gates_from_input + bias[:, None]).view(D, B, Tc, 4 * C)  # (D, B, Tc, 4C)
+            for t in range(Tc):
+                h_new, c_new = self.step(layer, gates_from_input[:, :, t], h, c)
+                if not all_real:
+                    real = mask[:, :, start + t, None]  # (D, B, 1)
+                    h_new = torch.where(real, h_new, h)
+                    c_new = torch.where(real, c_new, c)
+                h, c = h_new, c_new
+                outputs.append(h)
+        return h, c, torch.stack(outputs, dim=2)  # (D, B, T, P)
+
+    def step(
+        self, layer: int, gates_from_input: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One LSTMP step of one layer for both directions.
+
+        Args:
+            gates_from_input: `(D, B, 4C)`, `x_t @ W_x + b`.
+            h: `(D, B, P)` previous projected output m_{t-1}; c: `(D, B, C)` previous cell.
+        """
+        z = gates_from_input + torch.bmm(h, self.recurrent_weight[layer])  # (D, B, 4C)
+        i, j, f, o = z.chunk(4, dim=-1)  # each (D, B, C); TensorFlow's gate order
+        c = torch.sigmoid(f + FORGET_BIAS) * c + torch.sigmoid(i) * torch.tanh(j)  # (D, B, C)
+        if self.config.cell_clip:
+            c = c.clamp(-self.config.cell_clip, self.config.cell_clip)
+        h = torch.bmm(torch.sigmoid(o) * torch.tanh(c), self.projection_weight[layer])  # (D, B, P)
+        if self.config.proj_clip:
+            h = h.clamp(-self.config.proj_clip, self.config.proj_clip)
+        return h, c
+
+
+class BiLMOutput(NamedTuple):
+    """What `ElmoBiLM.forward` returns."""
+
+    layers: torch.Tensor
+    """(B, L+1, T, 2P): layer 0 = [token ; token], layer j = [forward_j ; backward_j]; zero at padding."""
+    mask: torch.Tensor
+    """(B, T) bool: True at real tokens."""
+    state: LstmState
+    """State after each row's last position: forward after `</S>`, backward after `<S>`."""
+
+
+def add_sentence_boundaries(char_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wrap each row as `<S> w1 .. wn </S>`.
+
+    Args:
+        char_ids: `(B, T, 50)`; mask: `(B, T)` bool, real tokens first in each row.
+
+    Returns:
+        Character ids `(B, T+2, 50)` and mask `(B, T+2)`.
+    """
+    B, T, n_chars = char_ids.shape
+    lengths = mask.sum(dim=1)  # (B,)
+    wrapped = char_ids.new_zeros(B, T + 2, n_chars)  # (B, T+2, 50)
+    wrapped[:, 1 : T + 1] = char_ids
+    wrapped[:, 0] = char_ids.new_tensor(BOS_IDS)
+    wrapped[torch.arange(B), lengths + 1] = char_ids.new_tensor(EOS_IDS)
+    wrapped_mask = torch.arange(T + 2, device=mask.device)[None, :] < (lengths + 2)[:, None]  # (B, T+2)
+    return wrapped, wrapped_mask
+
+
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse the first `lengths[b]` positions of each row of `x` `(B, T, ...)`; padding stays put."""
+    B, T = x.shape[:2]
+    positions = torch.arange(T, device=x.device)[None, :].expand(B, T)  # (B, T)
+    reversed_positions = lengths[:, None] - 1 - positions  # (B, T)
+    index = torch.where(reversed_positions >= 0, reversed_positions, positions)  # (B, T)
+    index = index.view(B, T, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+class ElmoBiLM(nn.Module):
+    """The whole ELMo model: token encoder, forward and backward LSTMP language models, softmax."""
+
+    def __init__(self, config: ModelConfig, vocab_size: int | None = None) -> None:
+        """Build a model of the given shape; `vocab_size` adds a softmax (for training)."""
+        super().__init__()
+        self.config = config
+        self.token_encoder = TokenEncoder(config)
+        self.lstm = LstmpStack(config)
+        self.softmax: nn.Linear | None = None
+        """Word softmax shared by both directions: logits = m @ W.T + b, W `(V, P)`."""
+        if vocab_size:
+            self.add_softmax(vocab_size)
+
+    def add_softmax(self, vocab_size: int) -> None:
+        """Attach a freshly initialised softmax over `vocab_size` words."""
+        self.softmax = nn.Linear(self.config.projection_dim, vocab_size)
+        nn.init.normal_(self.softmax.weight, std=1.0 / self.config.projection_dim**0.5)
+        nn.init.zeros_(self.softmax.bias)
+
+    def encode_tokens(self, char_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token vectors `(..., P)` for character ids `(..., 50)`, each distinct token computed once.
+
+        Positions where `mask` is False (padding) get zeros.
+        """
+        if mask is None:
+            mask = (char_ids > 0).any(dim=-1)
+        flat = char_ids[mask]  # (N, 50)
+        vectors = char_ids.new_zeros(*mask.shape, self.config.projection_dim, dtype=self.lstm.bias[0].dtype)
+        if flat.shape[0] == 0:
+            return vectors
+        distinct, which = torch.unique(flat, dim=0, return_inverse=True)  # (U, 50), (N,)
+        vectors[mask] = self.token_encoder(distinct)[which]  # (N, P)
+        return vectors  # (..., P)
+
+    def forward(
+        self,
+        char_ids: torch.Tensor,
+        state: LstmState | None = None,
+        keep_boundaries: bool = False,
+    ) -> BiLMOutput:
+        """All L+1 output layers for a batch of sentences.
+
+        Args:
+            char_ids: `(B, T, 50)` from `batch_to_ids` (no boundaries; padding tokens all zero).
+            state: initial LSTM state (zeros when None: every sentence starts fresh).
+            keep_boundaries: keep the `<S>` and `</S>` positions in the output (T+2 positions).
+        """
+        mask = (char_ids > 0).any(dim=-1)  # (B, T)
+        chars, wrapped_mask = add_sentence_boundaries(char_ids, mask)  # (B, T+2, 50), (B, T+2)
+        lengths = wrapped_mask.sum(dim=1)  # (B,)
+        tokens = self.encode_tokens(chars, wrapped_mask)  # (B, T+2, P)
+        both = torch.stack([tokens, reverse_within_length(tokens, lengths)])  # (D, B, T+2, P)
+        both_mask = wrapped_mask.expand(2, *wrapped_mask.shape)  # (D, B, T+2)
+        outputs, final_state = self.lstm(both, both_mask, state)
+        layers = [torch.cat([tokens, tokens], dim=-1)]  # [(B, T+2, 2P)]
+        for output in outputs:
+            backward = reverse_within_length(output[1], lengths)  # (B, T+2, P) in token order
+            layers.append(torch.cat([output[0], backward], dim=-1))  # (B, T+2, 2P)
+        stacked = torch.stack(layers, dim=1) * wrapped_mask[:, None, :, None]  # (B, L+1, T+2, 2P)
+        if keep_boundaries:
+            return BiLMOutput(stacked, wrapped_mask, final_state)
+        T = char_ids.shape[1]
+        # Position t of a sentence is model position t+1; `</S>` lands past the real tokens.
+        return BiLMOutput(stacked[:, :, 1 : T + 1] * mask[:, None, :, None], mask, final_state)
