@@ -145,7 +145,7 @@ class LstmpStack(nn.Module):
         input_weight, bias = self.input_weight[layer], self.bias[layer]
         steps_per_chunk = max(1, LSTM_CHUNK_BYTES // (D * B * 4 * C * x.element_size()))
         all_real = bool(mask.all())
-        outputs = []
+        outputs = x.new_empty(D, B, T, self.config.projection_dim)  # (D, B, T, P)
         for start in range(0, T, steps_per_chunk):
             x_chunk = x[:, :, start : start + steps_per_chunk]  # (D, B, Tc, P)
             Tc = x_chunk.shape[2]
@@ -158,8 +158,8 @@ class LstmpStack(nn.Module):
                     h_new = torch.where(real, h_new, h)
                     c_new = torch.where(real, c_new, c)
                 h, c = h_new, c_new
-                outputs.append(h)
-        return h, c, torch.stack(outputs, dim=2)  # (D, B, T, P)
+                outputs[:, :, start + t] = h
+        return h, c, outputs
 
     def step(
         self, layer: int, gates_from_input: torch.Tensor, h: torch.Tensor, c: torch.Tensor
@@ -271,18 +271,39 @@ class ElmoBiLM(nn.Module):
         """
         mask = (char_ids > 0).any(dim=-1)  # (B, T)
         chars, wrapped_mask = add_sentence_boundaries(char_ids, mask)  # (B, T+2, 50), (B, T+2)
-        lengths = wrapped_mask.sum(dim=1)  # (B,)
         tokens = self.encode_tokens(chars, wrapped_mask)  # (B, T+2, P)
+        return self.contextualize(tokens, wrapped_mask, state, keep_boundaries)
+
+    def contextualize(
+        self,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        state: LstmState | None = None,
+        keep_boundaries: bool = False,
+    ) -> BiLMOutput:
+        """Run both language models over token vectors that already include the boundaries.
+
+        Args:
+            tokens: `(B, T+2, P)` token vectors of `<S> w1 .. wn </S>`, zero-padded on the right.
+            mask: `(B, T+2)` bool, True at the n+2 real positions of each row.
+        """
+        lengths = mask.sum(dim=1)  # (B,)
         both = torch.stack([tokens, reverse_within_length(tokens, lengths)])  # (D, B, T+2, P)
-        both_mask = wrapped_mask.expand(2, *wrapped_mask.shape)  # (D, B, T+2)
+        both_mask = mask.expand(2, *mask.shape)  # (D, B, T+2)
         outputs, final_state = self.lstm(both, both_mask, state)
-        layers = [torch.cat([tokens, tokens], dim=-1)]  # [(B, T+2, 2P)]
-        for output in outputs:
-            backward = reverse_within_length(output[1], lengths)  # (B, T+2, P) in token order
-            layers.append(torch.cat([output[0], backward], dim=-1))  # (B, T+2, 2P)
-        stacked = torch.stack(layers, dim=1) * wrapped_mask[:, None, :, None]  # (B, L+1, T+2, 2P)
+        B, T2, P = tokens.shape
+        stacked = tokens.new_empty(B, len(outputs) + 1, T2, 2 * P)  # (B, L+1, T+2, 2P)
+        stacked[:, 0, :, :P] = tokens
+        stacked[:, 0, :, P:] = tokens
+        for j, output in enumerate(outputs, start=1):
+            stacked[:, j, :, :P] = output[0]
+            stacked[:, j, :, P:] = reverse_within_length(output[1], lengths)  # back in token order
+        stacked.mul_(mask[:, None, :, None])  # zero at padding
         if keep_boundaries:
-            return BiLMOutput(stacked, wrapped_mask, final_state)
-        T = char_ids.shape[1]
+            return BiLMOutput(stacked, mask, final_state)
         # Position t of a sentence is model position t+1; `</S>` lands past the real tokens.
-        return BiLMOutput(stacked[:, :, 1 : T + 1] * mask[:, None, :, None], mask, final_state)
+        T = tokens.shape[1] - 2
+        inner_mask = torch.arange(T, device=mask.device)[None, :] < (lengths - 2)[:, None]  # (B, T)
+        inner = stacked[:, :, 1 : T + 1]  # (B, L+1, T, 2P), a view
+        inner.mul_(inner_mask[:, None, :, None])  # zero where `</S>` and padding were
+        return BiLMOutput(inner, inner_mask, final_state)

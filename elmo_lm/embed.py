@@ -1,0 +1,230 @@
+"""`Embedder`: text in, numpy vectors out; batching, length sorting, layer choice, HDF5 files.
+
+Stateless by default: every sentence starts from zero LSTM state, so its vectors do not depend on
+its batch, its row or what came before, and sentences can be sorted by length for speed (the
+caller's order is restored). `stateful=True` reproduces the reference implementations: batches
+in the given order, each row index carrying its state to the next batch (ELMO.md section 6).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import h5py
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .chars import batch_to_ids
+from .errors import ElmoError
+from .io.atomic import atomic_path
+from .model import ElmoBiLM
+from .state import RowStates
+from .textfile import read_lines
+
+Layers = Literal["all", "top", "average"]
+Sentence = Sequence[str] | str
+
+SORT_WINDOW_BATCHES = 16
+"""`embed_sentences` sorts this many batches' worth of sentences at a time."""
+
+
+def select_layers(layers: np.ndarray, which: Layers) -> np.ndarray:
+    """`(L+1, n, 2P)` -> itself for "all", the top layer or the layer average `(n, 2P)`."""
+    if which == "all":
+        return layers
+    if which == "top":
+        return layers[-1]
+    if which == "average":
+        return layers.mean(axis=0)
+    raise ElmoError(f"layers must be 'all', 'top' or 'average', not {which!r}")
+
+
+class Embedder:
+    """Embed sentences with an ELMo model."""
+
+    def __init__(
+        self,
+        model: ElmoBiLM | str | Path | None = None,
+        *,
+        options_file: str | Path | None = None,
+        weight_file: str | Path | None = None,
+        batch_size: int = 64,
+        stateful: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        """Args:
+            model: a loaded `ElmoBiLM`, a model folder, or None for the bundled model.
+            options_file, weight_file: an AllenNLP/bilm-tf model given as its two files.
+            batch_size: sentences per batch.
+            stateful: carry LSTM state per batch row between batches (the reference behaviour).
+            device: where the model runs.
+        """
+        if not isinstance(model, ElmoBiLM):
+            from .io import load_model
+
+            if model is None and options_file is None:
+                from .bundled import bundled_model_path
+
+                model = bundled_model_path()
+            model = load_model(model, options_file, weight_file)
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.stateful = stateful
+        self._states = RowStates()
+
+    def reset_states(self) -> None:
+        """Stateful mode: start every row from zeros again."""
+        self._states.reset()
+
+    @torch.inference_mode()
+    def embed_batch(self, sentences: Sequence[Sentence]) -> list[np.ndarray]:
+        """All layers `(L+1, n_i, 2P)` of each sentence of one batch, in the given order."""
+        token_lists = [_tokens(sentence) for sentence in sentences]
+        if not token_lists:
+            return []
+        char_ids = batch_to_ids(token_lists).to(self.device)  # (B, T, 50)
+        initial = None
+        if self.stateful:
+            initial = self._states.initial(self.model.lstm, len(token_lists), self.model.lstm.bias[0])
+        output = self.model(char_ids, state=initial)
+        if self.stateful:
+            self._states.update(output.state)
+        layers = output.layers.float().cpu().numpy()  # (B, L+1, T, 2P)
+        return [layers[row, :, : len(tokens)] for row, tokens in enumerate(token_lists)]
+
+    def embed_sentence(self, sentence: Sentence) -> np.ndarray:
+        """All layers `(L+1, n, 2P)` of one sentence (a token list, or a string to tokenize)."""
+        return self.embed_batch([sentence])[0]
+
+    def embed_sentences(self, sentences: Iterable[Sentence], batch_size: int | None = None) -> Iterator[np.ndarray]:
+        """Yield all layers `(L+1, n, 2P)` of each sentence, in order, from any iterable."""
+        batch_size = batch_size or self.batch_size
+        window = batch_size if self.stateful else batch_size * SORT_WINDOW_BATCHES
+        buffer: list[Sentence] = []
+        for sentence in sentences:
+            buffer.append(sentence)
+            if len(buffer) == window:
+                yield from self._embed_in_order(buffer, batch_size)
+                buffer = []
+        if buffer:
+            yield from self._embed_in_order(buffer, batch_size)
+
+    def _embed_in_order(self, sentences: list[Sentence], batch_size: int) -> list[np.ndarray]:
+        """Embed a list in batches (sorted by length when stateless) and return it in order."""
+        results: list[np.ndarray | None] = [None] * len(sentences)
+        for indices, vectors in self._batches(sentences, batch_size):
+            for index, vector in zip(indices, vectors):
+                results[index] = vector
+        return results  # type: ignore[return-value]
+
+    def _batches(
+        self, sentences: Sequence[Sentence], batch_size: int, progress: tqdm | None = None
+    ) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+        """(indices, vectors) per batch; longest sentences first when stateless, else in order."""
+        tokenized = [_tokens(sentence) for sentence in sentences]
+        order = list(range(len(tokenized)))
+        if not self.stateful:
+            order.sort(key=lambda i: -len(tokenized[i]))
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            vectors = self.embed_batch([tokenized[i] for i in indices])
+            if progress is not None:
+                progress.update(sum(len(tokenized[i]) for i in indices))
+            yield indices, vectors
+
+    def encode(
+        self,
+        sentences: Sequence[Sentence],
+        layers: Layers = "all",
+        batch_size: int | None = None,
+        show_progress_bar: bool = False,
+        output: Literal["token", "sentence"] = "token",
+    ) -> list[np.ndarray] | np.ndarray:
+        """Embed many sentences at once (the sentence-transformers convention).
+
+        Args:
+            sentences: token lists, or strings (tokenized with the built-in tokenizer).
+            layers: "all" `(L+1, n, 2P)`, "top" or "average" `(n, 2P)` per sentence.
+            batch_size: sentences per batch (the embedder's default when None).
+            show_progress_bar: a progress bar over tokens on stderr.
+            output: "token" for one array per sentence; "sentence" for one vector per sentence,
+                the mean over its tokens of the chosen layers: an `(N, 2P)` array (`(N, L+1, 2P)`
+                for "all"); an empty sentence gets zeros.
+
+        Returns:
+            A list of arrays in the caller's order, or one array for `output="sentence"`.
+        """
+        if isinstance(sentences, str):
+            raise ElmoError("encode takes a list of sentences; use embed_sentence for one")
+        if output not in ("token", "sentence"):
+            raise ElmoError(f"output must be 'token' or 'sentence', not {output!r}")
+        tokenized = [_tokens(sentence) for sentence in sentences]
+        results: list[np.ndarray | None] = [None] * len(tokenized)
+        total = sum(len(tokens) for tokens in tokenized)
+        with tqdm(total=total, unit="tok", disable=not show_progress_bar, desc="embedding") as progress:
+            for indices, vectors in self._batches(tokenized, batch_size or self.batch_size, progress):
+                for index, vector in zip(indices, vectors):
+                    chosen = select_layers(vector, layers)
+                    results[index] = _sentence_vector(chosen, layers) if output == "sentence" else chosen
+        if output == "sentence":
+            dim = (self.model.config.n_output_layers, self.model.config.output_dim) if layers == "all" else (
+                self.model.config.output_dim,)
+            return np.stack(results) if results else np.zeros((0, *dim), np.float32)
+        return results  # type: ignore[return-value]
+
+    def embed_file(
+        self,
+        input_file: str | Path,
+        output_file: str | Path,
+        layers: Layers = "all",
+        batch_size: int | None = None,
+        overwrite: bool = False,
+        tokenize: bool = False,
+        show_progress_bar: bool = False,
+    ) -> int:
+        """Embed a text file (one sentence per line) into HDF5; returns the number of lines.
+
+        The output has one float32 dataset per input line, named by its 0-based line number, and
+        a string dataset `sentence_to_index` (JSON: sentence text -> line number). It is written
+        to a temporary file and renamed at the end: an interrupted run leaves no partial output.
+        """
+        output_file = Path(output_file)
+        select_layers(np.zeros((1, 0, 1)), layers)  # check `layers` before any work
+        if output_file.exists() and not overwrite:
+            raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
+        if not output_file.parent.is_dir():
+            raise ElmoError(f"{output_file.parent}: output folder does not exist")
+        lines = read_lines(input_file)
+        sentences: list[Sentence] = [line.strip() if tokenize else line.split() for line in lines]
+        total = sum(len(_tokens(sentence)) for sentence in sentences) if not tokenize else None
+        with atomic_path(output_file) as temporary, h5py.File(temporary, "w") as h5:
+            with tqdm(total=total, unit="tok", disable=not show_progress_bar, desc="embedding") as progress:
+                for indices, vectors in self._batches(sentences, batch_size or self.batch_size, progress):
+                    for index, vector in zip(indices, vectors):
+                        h5.create_dataset(str(index), data=select_layers(vector, layers).astype(np.float32))
+            sentence_to_index = {line.strip(): index for index, line in enumerate(lines)}
+            h5.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype(),
+                              data=[json.dumps(sentence_to_index, ensure_ascii=False)])
+        return len(lines)
+
+
+def _sentence_vector(chosen: np.ndarray, layers: Layers) -> np.ndarray:
+    """Mean over the token axis of `(L+1, n, 2P)` or `(n, 2P)`; zeros for an empty sentence."""
+    token_axis = 1 if layers == "all" else 0
+    if chosen.shape[token_axis] == 0:
+        return np.zeros(chosen.shape[:token_axis] + chosen.shape[token_axis + 1 :], np.float32)
+    return chosen.mean(axis=token_axis)
+
+
+def _tokens(sentence: Sentence) -> list[str]:
+    """A token list as given, or a string split by the built-in tokenizer."""
+    if isinstance(sentence, str):
+        from .tokenize import tokenize
+
+        return tokenize(sentence)
+    return list(sentence)

@@ -1,0 +1,113 @@
+"""This project's model folder (`config.json` + `model.safetensors`) and `load_model`, which opens
+any model a user can name: such a folder, a folder holding `options.json` + `weights.hdf5`, or the
+two AllenNLP/bilm-tf files given separately.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..config import ModelConfig
+from ..errors import ElmoError
+from ..model import ElmoBiLM
+from .allennlp import load_allennlp_weights
+from .atomic import atomic_path
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+VOCAB_NAME = "vocab.txt"
+FORMAT_VERSION = 1
+
+
+def save_pretrained(
+    model: ElmoBiLM, folder: str | Path, vocab_file: str | Path | None = None, dtype: torch.dtype = torch.float32
+) -> None:
+    """Write `model` as a model folder; each file is written atomically.
+
+    Args:
+        model: the model (its softmax, if any, is saved too).
+        folder: created if missing.
+        vocab_file: the softmax's vocabulary, copied in as `vocab.txt`.
+        dtype: storage type of the weights (float32, or float16/bfloat16 to halve the size).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"model_type": "elmo", "format_version": FORMAT_VERSION, **model.config.to_options()}
+    if model.softmax is not None:
+        config["vocab_size"] = model.softmax.out_features
+    tensors = {key: value.detach().to("cpu", dtype).contiguous() for key, value in model.state_dict().items()}
+    with atomic_path(folder / WEIGHTS_NAME) as temporary:
+        save_file(tensors, str(temporary), metadata={"format": "pt"})
+    with atomic_path(folder / CONFIG_NAME) as temporary:
+        temporary.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if vocab_file is not None and Path(vocab_file).resolve() != (folder / VOCAB_NAME).resolve():
+        with atomic_path(folder / VOCAB_NAME) as temporary:
+            shutil.copyfile(vocab_file, temporary)
+
+
+def _load_folder(folder: Path) -> ElmoBiLM:
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    try:
+        options = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as bad:
+        raise ElmoError(f"{config_path}: not valid JSON ({bad})") from None
+    if not weights_path.is_file():
+        raise ElmoError(f"{folder}: {WEIGHTS_NAME} not found beside {CONFIG_NAME}")
+    config = ModelConfig.from_options(options, source=str(config_path))
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError) as error:
+        raise ElmoError(f"{weights_path}: not a readable safetensors file ({error})") from None
+    return _model_from_state(config, state, str(weights_path))
+
+
+def _model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> ElmoBiLM:
+    """Build the model and load `state`, naming any missing key or mismatched shape."""
+    vocab_size = state["softmax.weight"].shape[0] if "softmax.weight" in state else None
+    model = ElmoBiLM(config, vocab_size=vocab_size)
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key not in state:
+            raise ElmoError(f"{source}: missing weight {key!r}")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise ElmoError(f"{source}: weight {key!r} has shape {tuple(state[key].shape)}, "
+                            f"the config says {tuple(value.shape)}")
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise ElmoError(f"{source}: unexpected weights {unexpected[:3]}")
+    model.load_state_dict({key: value.float() for key, value in state.items()})
+    model.eval()
+    return model
+
+
+def load_model(model: str | Path | None = None, options_file: str | Path | None = None,
+               weight_file: str | Path | None = None) -> ElmoBiLM:
+    """Open a model, in evaluation mode.
+
+    Args:
+        model: a model folder (`config.json` + `model.safetensors`), or a folder holding
+            `options.json` and one `*.hdf5` weight file.
+        options_file, weight_file: an AllenNLP/bilm-tf model given as its two files.
+    """
+    if options_file is not None or weight_file is not None:
+        if options_file is None or weight_file is None:
+            raise ElmoError("give both --options and --weights (or a model folder)")
+        config, state = load_allennlp_weights(options_file, weight_file)
+        return _model_from_state(config, state, str(weight_file))
+    if model is None:
+        raise ElmoError("no model given: name a model folder, or --options and --weights")
+    folder = Path(model)
+    if not folder.is_dir():
+        raise ElmoError(f"{folder}: model folder not found")
+    if (folder / CONFIG_NAME).is_file():
+        return _load_folder(folder)
+    weight_files = sorted(folder.glob("*.hdf5"))
+    if (folder / "options.json").is_file() and len(weight_files) == 1:
+        return load_model(options_file=folder / "options.json", weight_file=weight_files[0])
+    raise ElmoError(f"{folder}: expected {CONFIG_NAME} + {WEIGHTS_NAME}, or options.json + one .hdf5 weight file")
