@@ -92,7 +92,7 @@ def load_model(model: str | Path | None = None, options_file: str | Path | None 
 
     Args:
         model: a model folder (`config.json` + `model.safetensors`), or a folder holding
-            `options.json` and one `*.hdf5` weight file.
+            `options.json` and `weights.hdf5` (or `lm_weights.hdf5`, or a single `*.hdf5`).
         options_file, weight_file: an AllenNLP/bilm-tf model given as its two files.
     """
     if options_file is not None or weight_file is not None:
@@ -107,7 +107,8 @@ def load_model(model: str | Path | None = None, options_file: str | Path | None 
         raise ElmoError(f"{folder}: model folder not found")
     if (folder / CONFIG_NAME).is_file():
         return _load_folder(folder)
-    weight_files = sorted(folder.glob("*.hdf5"))
+    named = [folder / name for name in ("weights.hdf5", "lm_weights.hdf5") if (folder / name).is_file()]
+    weight_files = named[:1] or sorted(folder.glob("*.hdf5"))
     if (folder / "options.json").is_file() and len(weight_files) == 1:
         return load_model(options_file=folder / "options.json", weight_file=weight_files[0])
-    raise ElmoError(f"{folder}: expected {CONFIG_NAME} + {WEIGHTS_NAME}, or options.json + one .hdf5 weight file")
+    raise ElmoError(f"{folder}: expected {CONFIG_NAME} + {WEIGHTS_NAME}, or options.json + weights.hdf5")
