@@ -157,6 +157,31 @@ def info_command(model_dir, options_file, weight_file):
         click.echo(f"{name:<{width}}  {value}")
 
 
+@cli.command("vocab")
+@click.argument("corpus", metavar="CORPUS...", nargs=-1, required=True)
+@click.option("-o", "--output", "output_file", type=click.Path(dir_okay=False), required=True,
+              help="Vocabulary file to write (bilm-tf format).")
+@click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Keep words seen at least this often.")
+@click.option("--max-size", type=click.IntRange(min=3),
+              help="At most this many tokens, the three specials <S> </S> <UNK> included.")
+@click.option("--tokenize", is_flag=True, help="Corpus is raw text: split each line with the built-in tokenizer.")
+def vocab_command(corpus, output_file, min_count, max_size, tokenize):
+    """Count the words of CORPUS (files or globs, one sentence per line) and write the vocabulary.
+
+    The file lists <S>, </S>, <UNK>, then the words by descending count (ties in code point
+    order). Counting streams in bounded memory, spilling to temporary files for large corpora.
+    """
+    from .vocab import build_vocabulary
+
+    vocab = build_vocabulary(corpus, min_count=min_count, max_size=max_size, tokenize=tokenize)
+    vocab.save(output_file)
+    assert vocab.counts is not None
+    click.echo(f"read {vocab.corpus_tokens:,} tokens in {vocab.counts[0]:,} sentences; "
+               f"kept {len(vocab) - 3:,} words; {vocab.counts[2]:,} tokens are out of vocabulary")
+    click.echo(f"wrote {len(vocab):,} tokens (3 specials + words) to {output_file}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `elmo` command; returns the exit code."""
     try:
