@@ -200,7 +200,7 @@ def build_vocabulary(
     if min_count < 1:
         raise ElmoError(f"min_count must be at least 1, not {min_count}")
     if max_size is not None and max_size < len(SPECIAL_TOKENS):
-        raise ElmoError(f"max_size counts the {len(SPECIAL_TOKENS)} special tokens: it must be at least 3, not {max_size}")
+        raise ElmoError(f"max_size counts the 3 special tokens: it must be at least 3, not {max_size}")
     if max_distinct < 1:
         raise ElmoError(f"max_distinct must be at least 1, not {max_distinct}")
     files = expand_corpus(paths)

@@ -140,7 +140,8 @@ def test_load_accepts_crlf_trailing_blank_lines_and_no_final_newline(tmp_path: P
 
 
 def _elmo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "elmo_lm", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "elmo_lm", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_cli_vocab_writes_the_file_and_reports(tmp_path: Path) -> None:
