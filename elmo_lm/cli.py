@@ -174,6 +174,8 @@ def vocab_command(corpus, output_file, min_count, max_size, tokenize):
     """
     from .vocab import build_vocabulary
 
+    if not Path(output_file).parent.is_dir():  # fail before the long count, not after
+        raise ElmoError(f"{output_file}: folder {Path(output_file).parent} does not exist")
     vocab = build_vocabulary(corpus, min_count=min_count, max_size=max_size, tokenize=tokenize)
     vocab.save(output_file)
     assert vocab.counts is not None

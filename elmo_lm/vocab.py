@@ -85,6 +85,8 @@ class Vocabulary:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the bilm-tf file atomically (a temporary file in the same folder, then rename)."""
         text = "".join(token + "\n" for token in self._tokens).encode("utf-8")
+        if not Path(path).parent.is_dir():
+            raise ElmoError(f"{path}: folder {Path(path).parent} does not exist")
         with atomic_path(path) as temporary:
             temporary.write_bytes(text)
 
@@ -187,6 +189,10 @@ def build_vocabulary(
         tokenize: split lines with the built-in tokenizer instead of on whitespace.
         max_distinct: distinct words held in memory before counts are spilled to disk.
         spill_dir: folder for the temporary spill files (default: the system temp folder).
+
+    Memory: at most `max_distinct` distinct words are counted at once (plus the result, or only
+    `max_size` entries of it); the spill files take about the size of the corpus's distinct words
+    on disk and are deleted before returning.
 
     Returns:
         The vocabulary, with `counts` filled in: words' counts, `<S>` and `</S>` the number of

@@ -137,6 +137,8 @@ def test_load_accepts_crlf_trailing_blank_lines_and_no_final_newline(tmp_path: P
     assert Vocabulary.load(path).tokens == ["<S>", "</S>", "<UNK>", "of"]
     with pytest.raises(ElmoError, match="vocabulary file not found"):
         Vocabulary.load(tmp_path / "missing.txt")
+    with pytest.raises(ElmoError, match="does not exist"):
+        Vocabulary(["<S>", "</S>", "<UNK>"]).save(tmp_path / "no" / "vocab.txt")
 
 
 def _elmo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
