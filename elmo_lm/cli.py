@@ -184,6 +184,187 @@ def vocab_command(corpus, output_file, min_count, max_size, tokenize):
     click.echo(f"wrote {len(vocab):,} tokens (3 specials + words) to {output_file}")
 
 
+@cli.group("task")
+def task_group() -> None:
+    """Downstream heads over ELMo: train a tagger or classifier, evaluate it.
+
+    \b
+    Tagging files: one `token<TAB>tag` (or `token tag`) per line, a blank line between sentences.
+    Classification files: one `text<TAB>label` per line.
+    """
+
+
+def _static_source(static_file, static_vocab):
+    from .tasks import StaticSource
+
+    if static_file is None:
+        if static_vocab is not None:
+            raise ElmoError("--static-vocab needs --static")
+        return None
+    return StaticSource(static_file, static_vocab)
+
+
+def _static_options(command):
+    """--static / --static-vocab, shared by task train and task evaluate."""
+    command = click.option("--static-vocab", "static_vocab", type=click.Path(dir_okay=False),
+                           help="Words of a .npy --static file, one per line (default: its name with .vocab).")(command)
+    command = click.option("--static", "static_file", type=click.Path(dir_okay=False),
+                           help="Static word vectors to concatenate: word2vec/GloVe text format, or .npy.")(command)
+    return command
+
+
+def _echo_metrics(metrics, prefix: str = "") -> None:
+    for key in ("accuracy", "error_rate", "macro_f1", "tokens", "examples", "unknown_labels"):
+        if key in metrics:
+            value, name = metrics[key], prefix + key
+            click.echo(f"{name:<15} {value:.4f}" if isinstance(value, float) else f"{name:<15} {value}")
+
+
+@task_group.command("train")
+@click.argument("task", type=click.Choice(["tagger", "classifier"]))
+@click.argument("train_file", metavar="TRAIN", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Head folder to write.")
+@click.option("--dev", "dev_file", type=click.Path(dir_okay=False),
+              help="Dev file for early stopping (default: 10% of TRAIN held out).")
+@_model_options
+@_static_options
+@click.option("--elmo", "elmo_input", type=click.Choice(["mix", "top", "average", "none"]), default="mix",
+              show_default=True, help="ELMo input: learned scalar mix of all layers, top layer, average, or none.")
+@click.option("--layer-norm", is_flag=True, help="Layer-normalise each ELMo layer before mixing.")
+@click.option("--mix-l2", type=click.FloatRange(min=0), default=0.001, show_default=True,
+              help="L2 penalty coefficient on the mix weights.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True)
+@click.option("--encoder", type=click.Choice(["lstm", "none"]),
+              help="BiLSTM over the token features, or none (default: lstm for tagger, none for classifier).")
+@click.option("--hidden", "hidden_dim", type=click.IntRange(min=1), default=128, show_default=True,
+              help="BiLSTM size per direction and classifier MLP size.")
+@click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
+              help="Classifier: how token vectors become a sentence vector.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Stop after this many epochs without a better dev accuracy.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tokenize", is_flag=True, help="Classification text is raw: split it with the built-in tokenizer.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
+              help="Keep the precomputed ELMo layers here (float16) and reuse them.")
+@click.option("--overwrite", is_flag=True, help="Replace a head already in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def task_train_command(task, train_file, out_dir, dev_file, model_dir, options_file, weight_file, static_file,
+                       static_vocab, elmo_input, layer_norm, mix_l2, dropout, encoder, hidden_dim, pooling, epochs,
+                       batch_size, learning_rate, patience, seed, tokenize, cache_dir, overwrite, quiet):
+    """Train a TASK head (tagger or classifier) on TRAIN and save it to --out.
+
+    The language model stays frozen: its layers are computed once per sentence, then only the
+    scalar mix and the head learn. The folder gets config.json (settings, label set, inputs),
+    head.safetensors and metrics.json (per-epoch history, dev scores, learned layer weights).
+    """
+    from .tasks import ModelSource, TrainSettings, train_task
+
+    if (Path(out_dir) / "config.json").exists() and not overwrite:
+        raise ElmoError(f"{out_dir}: already holds a head; pass --overwrite to replace it")
+    if elmo_input == "none" and static_file is None:
+        raise ElmoError("--elmo none needs --static vectors")
+    head_options = {"elmo": elmo_input, "do_layer_norm": layer_norm, "mix_l2": mix_l2, "dropout": dropout,
+                    "encoder": encoder or ("lstm" if task == "tagger" else "none"), "hidden_dim": hidden_dim,
+                    "pooling": pooling}
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
+                             seed=seed)
+    log = None if quiet else (lambda line: click.echo(line, err=True))
+    metrics = train_task(task, train_file, out_dir, dev_file=dev_file,
+                         model=ModelSource(model_dir, options_file, weight_file),
+                         static=_static_source(static_file, static_vocab), head_options=head_options,
+                         settings=settings, tokenize=tokenize, cache_dir=cache_dir, log=log)
+    click.echo(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}")
+    if "dev" in metrics:
+        _echo_metrics(metrics["dev"], prefix="dev ")
+    if metrics["layer_weights"] is not None:
+        click.echo(f"layer weights   {' '.join(f'{w:.3f}' for w in metrics['layer_weights'])}"
+                   f" (gamma {metrics['gamma']:.3f})")
+    click.echo(f"wrote {Path(out_dir) / 'config.json'}, head.safetensors, metrics.json", err=True)
+
+
+@task_group.command("evaluate")
+@click.argument("head_dir", metavar="HEAD", type=click.Path(file_okay=False))
+@click.argument("test_file", metavar="TEST", type=click.Path(dir_okay=False))
+@_model_options
+@_static_options
+@click.option("--predictions", "predictions_file", type=click.Path(dir_okay=False),
+              help="Write the predictions here, in the input format.")
+@click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False),
+              help="Where to save the metrics as JSON (default: HEAD/evaluation.json).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
+              help="Keep the precomputed ELMo layers here (float16) and reuse them.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def task_evaluate_command(head_dir, test_file, model_dir, options_file, weight_file, static_file, static_vocab,
+                          predictions_file, metrics_file, cache_dir, quiet):
+    """Score the head in HEAD on the labelled file TEST; print and save the metrics.
+
+    The ELMo model and static vectors default to the ones the head was trained with. Gold labels
+    the head never saw in training count as errors.
+    """
+    from .tasks import ModelSource, evaluate_task
+
+    metrics_file = metrics_file or str(Path(head_dir) / "evaluation.json")
+    metrics = evaluate_task(head_dir, test_file, model=ModelSource(model_dir, options_file, weight_file),
+                            static=_static_source(static_file, static_vocab), predictions_file=predictions_file,
+                            metrics_file=metrics_file, cache_dir=cache_dir,
+                            log=None if quiet else (lambda line: click.echo(line, err=True)))
+    _echo_metrics(metrics)
+    click.echo(f"wrote {metrics_file}" + (f" and {predictions_file}" if predictions_file else ""), err=True)
+
+
+@cli.command("neighbors")
+@click.option("--sentence", required=True, help="The query sentence (tokens separated by spaces).")
+@click.option("--word", required=True, help="The word of the sentence to look up (its first occurrence).")
+@click.option("--reference", "reference_file", type=click.Path(dir_okay=False), required=True,
+              help="Reference sentences, one per line, whose tokens are searched.")
+@_model_options
+@click.option("--top", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per layer.")
+@click.option("--layer", "layers", type=click.IntRange(min=0), multiple=True,
+              help="Only this layer (repeatable; default: all, 0 = token encoder).")
+@click.option("--same-word", is_flag=True, help="Only occurrences of the same word: its senses across sentences.")
+@click.option("--tokenize", is_flag=True, help="Split the sentence and the reference lines with the built-in tokenizer.")
+def neighbors_command(sentence, word, reference_file, model_dir, options_file, weight_file, k, layers, same_word,
+                      tokenize):
+    """Nearest tokens in context to WORD of SENTENCE, among the tokens of --reference, per layer.
+
+    Cosine similarity of the contextual vectors. Layer 0 (the token encoder) ignores context;
+    higher layers show which uses of a word the model finds alike.
+    """
+    from .embed import Embedder
+    from .neighbors import ContextIndex, find_word
+    from .textfile import read_lines
+
+    if tokenize:
+        from .tokenize import tokenize as split
+    else:
+        split = str.split
+    tokens = split(sentence)
+    if not tokens:
+        raise ElmoError("--sentence is empty")
+    position = find_word(tokens, word)
+    lines = read_lines(reference_file)
+    kept = [(number, split(line)) for number, line in enumerate(lines, start=1) if line.strip()]
+    if not kept:
+        raise ElmoError(f"{reference_file}: no reference sentences")
+    embedder = Embedder(_open_model(model_dir, options_file, weight_file))
+    index = ContextIndex(embedder, [reference for _, reference in kept])
+    results = index.query(tokens, position, k=k, layers=list(layers) or None, same_word=same_word)
+    click.echo(f"query: {' '.join(tokens[:position] + [f'[{tokens[position]}]'] + tokens[position + 1:])}")
+    for neighbours in results:
+        layer = neighbours[0].layer if neighbours else None
+        if layer is None:
+            continue
+        name = "token encoder, no context" if layer == 0 else f"LSTM layer {layer}"
+        click.echo(f"\nlayer {layer} ({name}):")
+        for rank, neighbour in enumerate(neighbours, start=1):
+            click.echo(f"  {rank}. {neighbour.score:.3f}  line {kept[neighbour.sentence][0]}: {neighbour.context()}")
+    if not any(results):
+        click.echo("no candidate tokens in the reference set" + (" (none is the same word)" if same_word else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `elmo` command; returns the exit code."""
     try:

@@ -1,0 +1,142 @@
+"""Nearest neighbours in context: which tokens of a reference set of sentences the model places
+closest (cosine) to one word of a query sentence, separately for every layer.
+
+Layer 0 is the context-free token vector, so it can only match words by spelling; the LSTM layers
+see the sentence, and their neighbours show what the model takes the word to mean there (the
+paper's table 4: "play" as a sports move or as a theatre piece).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .embed import Embedder
+from .errors import ElmoError
+
+SCORE_CHUNK = 65536
+"""Reference tokens scored per step (bounds the float32 working memory)."""
+
+
+@dataclass
+class Neighbor:
+    """One reference token close to the query."""
+
+    layer: int
+    """Output layer (0 = token encoder, j = LSTM layer j)."""
+    score: float
+    """Cosine similarity to the query token in that layer."""
+    sentence: int
+    """Index of the reference sentence."""
+    position: int
+    """0-based token position in that sentence."""
+    tokens: list[str]
+    """The reference sentence."""
+
+    @property
+    def token(self) -> str:
+        """The neighbouring token itself."""
+        return self.tokens[self.position]
+
+    def context(self, width: int = 60) -> str:
+        """The sentence with the token in brackets, cut to about `width` characters on each side."""
+        left = " ".join(self.tokens[: self.position])
+        right = " ".join(self.tokens[self.position + 1 :])
+        if len(left) > width:
+            left = "..." + left[-width:]
+        if len(right) > width:
+            right = right[:width] + "..."
+        return " ".join(part for part in (left, f"[{self.token}]", right) if part)
+
+
+def find_word(tokens: Sequence[str], word: str) -> int:
+    """Position of the first token equal to `word` (else equal ignoring case); `ElmoError` if none."""
+    for position, token in enumerate(tokens):
+        if token == word:
+            return position
+    for position, token in enumerate(tokens):
+        if token.lower() == word.lower():
+            return position
+    raise ElmoError(f"the word {word!r} is not a token of the sentence (tokens: {' '.join(tokens)[:200]})")
+
+
+class ContextIndex:
+    """The contextual vectors of every token of a reference set, per layer, ready for cosine search."""
+
+    def __init__(self, embedder: Embedder, sentences: Sequence[Sequence[str]]) -> None:
+        """Embed `sentences` (token lists) with `embedder` and keep their unit-length vectors (float16)."""
+        self.embedder = embedder
+        self.sentences = [list(tokens) for tokens in sentences]
+        lengths = [len(tokens) for tokens in self.sentences]
+        config = embedder.model.config
+        total = sum(lengths)
+        self.vectors = np.zeros((config.n_output_layers, total, config.output_dim), np.float16)  # (L+1, N, 2P)
+        self.sentence_of = np.repeat(np.arange(len(lengths)), lengths)  # (N,)
+        self.position_of = np.concatenate([np.arange(n) for n in lengths]) if lengths else np.zeros(0, np.int64)
+        start = 0
+        for layers in embedder.embed_sentences(self.sentences):
+            n = layers.shape[1]
+            self.vectors[:, start : start + n] = _unit(layers)  # (L+1, n, 2P)
+            start += n
+
+    @property
+    def n_layers(self) -> int:
+        """L+1."""
+        return self.vectors.shape[0]
+
+    def query(
+        self,
+        tokens: Sequence[str],
+        position: int,
+        k: int = 5,
+        layers: Sequence[int] | None = None,
+        same_word: bool = False,
+    ) -> list[list[Neighbor]]:
+        """The `k` nearest reference tokens to `tokens[position]`, for each layer.
+
+        Args:
+            tokens: the query sentence.
+            position: which of its tokens.
+            k: neighbours per layer.
+            layers: which layers (default all, 0..L).
+            same_word: only consider reference tokens spelled like the query word (ignoring
+                case): the senses of one word across sentences.
+
+        Returns:
+            For each requested layer, its neighbours, best first. The query itself (the same
+            sentence at the same position, if it is in the reference set) is left out.
+        """
+        if not 0 <= position < len(tokens):
+            raise ElmoError(f"position {position} is outside the sentence of {len(tokens)} tokens")
+        layers = list(range(self.n_layers)) if layers is None else list(layers)
+        for layer in layers:
+            if not 0 <= layer < self.n_layers:
+                raise ElmoError(f"layer {layer} does not exist: the model has layers 0..{self.n_layers - 1}")
+        query = _unit(self.embedder.embed_sentence(list(tokens)))[:, position]  # (L+1, 2P)
+        allowed = np.ones(len(self.sentence_of), bool)  # (N,)
+        if same_word:
+            word = tokens[position].lower()
+            allowed &= np.array([self.sentences[s][p].lower() == word
+                                 for s, p in zip(self.sentence_of, self.position_of)], bool)
+        for s, reference in enumerate(self.sentences):
+            if reference == list(tokens):
+                allowed[(self.sentence_of == s) & (self.position_of == position)] = False
+        results = []
+        for layer in layers:
+            scores = np.full(len(allowed), -np.inf, np.float32)  # (N,)
+            for start in range(0, len(scores), SCORE_CHUNK):
+                chunk = self.vectors[layer, start : start + SCORE_CHUNK].astype(np.float32)  # (c, 2P)
+                scores[start : start + len(chunk)] = chunk @ query[layer]
+            scores[~allowed] = -np.inf
+            top = np.argsort(-scores, kind="stable")[: min(k, int(allowed.sum()))]
+            results.append([Neighbor(layer, float(scores[i]), int(self.sentence_of[i]), int(self.position_of[i]),
+                                     self.sentences[self.sentence_of[i]]) for i in top])
+        return results
+
+
+def _unit(layers: np.ndarray) -> np.ndarray:
+    """Scale each vector of `(..., 2P)` to unit length (zero vectors stay zero)."""
+    norms = np.linalg.norm(layers, axis=-1, keepdims=True)  # (..., 1)
+    return layers / np.maximum(norms, 1e-12)
