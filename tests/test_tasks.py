@@ -167,6 +167,8 @@ def test_cached_layers_match_the_embedder_and_reload_from_disk(embedder, tmp_pat
     np.testing.assert_array_equal(np.asarray(again.data), np.asarray(layers.data))
     other = elmo_layers(embedder, sentences[:2], cache_dir=tmp_path, model_key="fixture")
     assert len(other) == 2  # different sentences: recomputed, not the stale copy
+    np.testing.assert_array_equal(np.asarray(again.data), np.asarray(layers.data))  # the old mapping survives
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layers.json", "layers.npy"]
 
 
 # --- head folders ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +118,18 @@ def elmo_layers(
                 offsets = np.array(meta["offsets"], np.int64)
                 return Ragged(np.load(data_path, mmap_mode="r"), offsets)
             meta_path.unlink()
-    ragged = Ragged.empty([len(tokens) for tokens in sentences], shape, dtype, data_path)
+    # A cache is written under a temporary name and renamed: a copy that another array still maps
+    # is never truncated in place, and an interrupted run leaves no file that looks complete.
+    temporary = data_path.with_name(f".layers.{os.getpid()}.npy") if data_path is not None else None
+    ragged = Ragged.empty([len(tokens) for tokens in sentences], shape, dtype, temporary)
     total = int(ragged.offsets[-1])
     with tqdm(total=total, unit="tok", disable=not show_progress_bar, desc="ELMo layers") as progress:
         for i, layers in enumerate(embedder.embed_sentences(sentences)):
             ragged[i] = layers.transpose(1, 0, 2)  # (n, L+1, 2P)
             progress.update(layers.shape[1])
-    if meta_path is not None:
+    if temporary is not None and data_path is not None and meta_path is not None:
         ragged.data.flush()
+        os.replace(temporary, data_path)
         meta_path.write_text(json.dumps({"key": key, "offsets": ragged.offsets.tolist()}))
     return ragged
 
