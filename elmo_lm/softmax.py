@@ -1,0 +1,139 @@
+"""Word-softmax losses for training: the full softmax and TensorFlow-style sampled softmax.
+
+The sampled softmax follows `tf.nn.sampled_softmax_loss` as bilm-tf used it: negatives drawn
+without repeats from a log-uniform (Zipfian) distribution over the vocabulary ids (the vocabulary
+is sorted by descending count, so id order is frequency order), every logit corrected by
+subtracting the log of its class's expected count in the sample, and "accidental hits" (a
+negative equal to the row's true word) removed.
+
+Shapes: N target positions, P projection size, V vocabulary size, S negatives.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ElmoError
+
+FULL_SOFTMAX_CHUNK = 2**22
+"""Logits (rows x V) computed at once by `full_softmax_nll`."""
+
+
+class NegativeSample(NamedTuple):
+    """One draw of negatives, shared by every row (and both directions) of a step."""
+
+    ids: torch.Tensor
+    """(S,) int64 distinct word ids, in the order they were drawn."""
+    n_tries: int
+    """Draws (with repeats) it took to get S distinct ids; enters the expected counts."""
+
+
+class LogUniformSampler:
+    """Log-uniform (Zipfian) sampler over ids 0..V-1, as TensorFlow's `log_uniform_candidate_sampler`.
+
+    P(k) = (log(k + 2) - log(k + 1)) / log(V + 1): id 0 is the most likely. Samples are unique
+    (drawn with replacement until S distinct ids appear); the expected count of id k in such a
+    sample is 1 - (1 - P(k))^n_tries, TensorFlow's formula.
+    """
+
+    def __init__(self, vocab_size: int) -> None:
+        if vocab_size < 2:
+            raise ElmoError(f"the sampled softmax needs at least 2 words, not {vocab_size}")
+        self.vocab_size = vocab_size
+        self._log_range = math.log(vocab_size + 1)
+
+    def probability(self, ids: torch.Tensor) -> torch.Tensor:
+        """P(k) of each id, float64, same shape as `ids`."""
+        k = ids.to(torch.float64)
+        return (torch.log(k + 2) - torch.log(k + 1)) / self._log_range
+
+    def log_expected_count(self, ids: torch.Tensor, n_sampled: int, n_tries: int) -> torch.Tensor:
+        """log E[count of k] in a unique sample of `n_sampled` ids that took `n_tries` draws (float64)."""
+        p = self.probability(ids)
+        if n_tries == n_sampled:  # no repeat was drawn: TensorFlow uses p * S here
+            return torch.log(p * n_sampled)
+        return torch.log(-torch.expm1(n_tries * torch.log1p(-p)))
+
+    def sample(self, n_sampled: int, generator: torch.Generator) -> NegativeSample:
+        """Draw `n_sampled` distinct ids; deterministic for a given generator state."""
+        if not 0 < n_sampled < self.vocab_size:
+            raise ElmoError(f"cannot draw {n_sampled} distinct negatives from {self.vocab_size} words: "
+                            "lower n_negative_samples or use the full softmax")
+        seen = np.zeros(self.vocab_size, dtype=bool)
+        taken: list[np.ndarray] = []
+        needed, tries = n_sampled, 0
+        chunk = max(2 * n_sampled, 1024)
+        while True:
+            u = torch.rand(chunk, generator=generator, dtype=torch.float64)  # (chunk,)
+            draws = (torch.exp(u * self._log_range).floor().long() - 1).clamp_(0, self.vocab_size - 1).numpy()
+            values, first = np.unique(draws, return_index=True)
+            new = ~seen[values]
+            values, first = values[new], first[new]
+            order = np.argsort(first, kind="stable")
+            values, first = values[order], first[order]  # new ids in order of first appearance
+            if len(values) >= needed:
+                taken.append(values[:needed])
+                tries += int(first[needed - 1]) + 1
+                break
+            taken.append(values)
+            seen[values] = True
+            needed -= len(values)
+            tries += chunk
+        return NegativeSample(torch.from_numpy(np.concatenate(taken)), tries)
+
+
+def full_softmax_nll(
+    hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """Negative log-likelihood of each target under the full softmax.
+
+    Args:
+        hidden: `(N, P)` top-layer outputs; targets: `(N,)` word ids (no padding).
+        weight: `(V, P)`; bias: `(V,)`: logits = hidden @ weight.T + bias.
+
+    Returns:
+        `(N,)` losses, computed `FULL_SOFTMAX_CHUNK` logits at a time.
+    """
+    rows = max(1, FULL_SOFTMAX_CHUNK // max(1, weight.shape[0]))
+    if hidden.shape[0] <= rows:
+        return F.cross_entropy(F.linear(hidden, weight, bias), targets, reduction="none")  # (N,)
+    parts = [F.cross_entropy(F.linear(h, weight, bias), t, reduction="none")
+             for h, t in zip(hidden.split(rows), targets.split(rows))]
+    return torch.cat(parts)  # (N,)
+
+
+def sampled_softmax_nll(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    sample: NegativeSample,
+    sampler: LogUniformSampler,
+) -> torch.Tensor:
+    """Sampled-softmax loss of each target (TensorFlow's `sampled_softmax_loss`, `subtract_log_q`).
+
+    Each row's logits are its true word's and the S negatives', each minus the log expected count
+    of its class; a negative equal to the row's true word is masked out (accidental hit).
+
+    Args:
+        hidden: `(N, P)`; targets: `(N,)` word ids (no padding); weight `(V, P)`, bias `(V,)`.
+        sample: the step's negatives; sampler: the distribution they were drawn from.
+
+    Returns:
+        `(N,)` losses: cross-entropy of the true word among itself and the negatives.
+    """
+    n_sampled = sample.ids.shape[0]
+    ids = sample.ids.to(hidden.device)
+    true_logits = (hidden * weight[targets]).sum(-1) + bias[targets]  # (N,)
+    true_logits = true_logits - sampler.log_expected_count(targets, n_sampled, sample.n_tries).to(hidden.dtype)
+    sampled_logits = F.linear(hidden, weight[ids], bias[ids])  # (N, S)
+    sampled_logits = sampled_logits - sampler.log_expected_count(ids, n_sampled, sample.n_tries).to(hidden.dtype)
+    hits = targets[:, None] == ids[None, :]  # (N, S)
+    sampled_logits = sampled_logits.masked_fill(hits, float("-inf"))
+    logits = torch.cat([true_logits[:, None], sampled_logits], dim=1)  # (N, 1 + S)
+    return torch.logsumexp(logits, dim=1) - true_logits  # (N,)
