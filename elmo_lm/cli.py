@@ -365,6 +365,103 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
         click.echo("no candidate tokens in the reference set" + (" (none is the same word)" if same_word else ""))
 
 
+@cli.command("train")
+@click.option("--train", "train_data", multiple=True, metavar="GLOB",
+              help="Training corpus: files or globs, one sentence per line (repeatable).")
+@click.option("--vocab", "vocab_file", type=click.Path(dir_okay=False), help="Vocabulary file (from `elmo vocab`).")
+@click.option("--config", "config_name", metavar="PRESET|FILE",
+              help="tiny, small, medium, original, or a JSON file (fields: elmo_lm.train_config.TrainConfig).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Run folder.")
+@click.option("--valid", "valid_data", multiple=True, metavar="GLOB", help="Validation corpus (repeatable).")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Stop after this many epochs.")
+@click.option("--seed", type=int, help="Seed of the weights, data order, dropout and sampler.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Rows per batch and process.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Any other training option, e.g. --set dropout=0.2 (repeatable).")
+@click.option("--init", "init", type=click.Path(),
+              help="Continue training this model: a model folder or a weights .hdf5.")
+@click.option("--init-options", type=click.Path(dir_okay=False), help="options.json of an --init .hdf5 file.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, exactly.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_steps, epochs, seed, batch_size,
+                  overrides, init, init_options, resume, device, quiet):
+    """Train a bidirectional language model (or continue one) into the run folder --out.
+
+    \b
+    elmo train --train 'corpus/*.txt' --vocab vocab.txt --config small --out run/ --valid dev.txt
+    elmo train --out run/ --resume
+    torchrun --nproc_per_node=4 -m elmo_lm.train --train ... (the same options; data parallel)
+
+    The run folder gets run.json, vocab.txt, checkpoint.pt, metrics.jsonl and learning_curves.png;
+    `elmo export` turns it into a model folder.
+    """
+    from .train import parse_overrides, run_arguments, train
+
+    options = parse_overrides(overrides)
+    for key, value in (("max_steps", max_steps), ("epochs", epochs), ("seed", seed), ("batch_size", batch_size)):
+        if value is not None:
+            options[key] = value
+    arguments = run_arguments(out_dir, resume, config_name, train_data, vocab_file, valid_data, init, init_options,
+                              options)
+    train(out_dir=out_dir, device=None if device == "auto" else device, quiet=quiet, **arguments)
+
+
+@cli.command("evaluate")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), required=True,
+              help="A model folder with a softmax (from `elmo export`), or a training run folder.")
+@click.option("--data", "data", multiple=True, required=True, metavar="GLOB", help="Corpus files or globs.")
+@click.option("--vocab", "vocab_file", type=click.Path(dir_okay=False),
+              help="The softmax's vocabulary (default: vocab.txt in --model).")
+@click.option("--mode", type=click.Choice(["both", "stateless", "stateful"]), default="both", show_default=True,
+              help="stateless: each sentence from a zero state; stateful: bilm-tf streams with carried state.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--unroll-steps", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Window of the stateful streams.")
+@click.option("--tokenize", is_flag=True, help="Corpus is raw text: split it with the built-in tokenizer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def evaluate_command(model_dir, data, vocab_file, mode, batch_size, unroll_steps, tokenize, as_json):
+    """Forward, backward and average perplexity of a model on a corpus (full softmax)."""
+    import json
+
+    from .evaluate import evaluate
+    from .vocab import Vocabulary
+
+    folder = Path(model_dir)
+    if (folder / "checkpoint.pt").is_file() and (folder / "run.json").is_file():
+        from .export import load_run_model
+
+        model = load_run_model(folder)
+    else:
+        model = _open_model(model_dir, None, None)
+    vocab_path = Path(vocab_file) if vocab_file else folder / "vocab.txt"
+    if not vocab_path.is_file():
+        raise ElmoError(f"{vocab_path}: vocabulary not found; name the model's vocabulary with --vocab")
+    modes = ("stateless", "stateful") if mode == "both" else (mode,)
+    results = evaluate(model, data, Vocabulary.load(vocab_path), modes, batch_size, unroll_steps, tokenize)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    click.echo(f"{'mode':<10} {'forward':>10} {'backward':>10} {'average':>10} {'tokens':>10}")
+    for name, record in results.items():
+        click.echo(f"{name:<10} {record['forward_ppl']:>10.2f} {record['backward_ppl']:>10.2f} "
+                   f"{record['ppl']:>10.2f} {record['tokens']:>10,}")
+
+
+@cli.command("export")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False))
+@click.argument("out_dir", metavar="OUT_DIR", type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace files in OUT_DIR.")
+def export_command(run_dir, out_dir, overwrite):
+    """Turn a training run into a model folder (config.json, model.safetensors, vocab.txt) plus the
+    bilm-tf files (options.json, weights.hdf5); the softmax is kept, so training can continue."""
+    from .export import export_run
+
+    files = export_run(run_dir, out_dir, overwrite=overwrite)
+    click.echo(f"wrote {', '.join(str(path) for path in files)}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `elmo` command; returns the exit code."""
     try:

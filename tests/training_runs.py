@@ -1,0 +1,55 @@
+"""Helpers shared by the training tests: the `elmo` CLI in a subprocess, a vocabulary for the fixture
+corpus, and one trained tiny model that several test modules reuse (built once per session)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ALLENNLP
+
+CORPUS = ALLENNLP / "corpus"
+TRAIN_GLOB = str(CORPUS / "shard[1-9]")
+HELD_OUT = CORPUS / "shard0"
+LEARNING_STEPS = 200
+
+
+def elmo(*args: str | Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `python -m elmo_lm ARGS` with one thread; fail with its output if `check` and it fails."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "elmo_lm", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"elmo {' '.join(map(str, args))} failed ({done.returncode}):\n{done.stderr}")
+    return done
+
+
+def fixture_vocab(folder: Path) -> Path:
+    """Vocabulary of shards 1-9 with --min-count 2: rare words become <UNK>, so <UNK> is a trained target
+    (the held-out shard's unknown words have a probability to learn) and the softmax stays small."""
+    path = folder / "vocab.txt"
+    if not path.exists():
+        elmo("vocab", TRAIN_GLOB, "-o", path, "--min-count", "2")
+    return path
+
+
+def trained_run(base: Path) -> tuple[Path, subprocess.CompletedProcess[str] | None]:
+    """The tiny preset trained for LEARNING_STEPS steps on shards 1-9, validated on shard 0 every 50 steps.
+
+    Built once in `base` (a session temp folder); later calls return the same run (and None).
+    """
+    run = base / "learning-run"
+    if (run / "learning_curves.png").exists():
+        return run, None
+    vocab = fixture_vocab(base)
+    done = elmo("train", "--train", TRAIN_GLOB, "--vocab", vocab, "--config", "tiny", "--out", run, "--valid", HELD_OUT,
+                "--max-steps", LEARNING_STEPS, "--set", "valid_every=50", "--set", "log_every=10",
+                "--set", "checkpoint_every=100")
+    return run, done
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
