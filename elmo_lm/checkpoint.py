@@ -3,8 +3,8 @@
 A checkpoint (`RUN_DIR/checkpoint.pt`, written atomically: a killed run leaves the previous one
 intact) holds the model and optimizer states, the progress (step, epoch, batches consumed in the
 epoch: the data stream is deterministic, so the position is enough to rebuild it), the sampler's
-random state, and for every process its torch random state and the LSTM state it carries into
-the next batch.
+random state, and for every process its torch random state, the LSTM state it carries into
+the next batch, and the partial sums of the next metrics record.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ def save_checkpoint(
         optimizer_state: the optimizer's state dict.
         progress: step, epoch and data position.
         sampler_rng: state of the negative sampler's generator (the same on every process).
-        process_states: per process, in rank order: `torch_rng` (and `cuda_rng`), and `lstm_state`
-            (a `(h, c)` pair of CPU tensors, or None at an epoch start).
+        process_states: per process, in rank order: `torch_rng` (and `cuda_rng`), `lstm_state`
+            (a `(h, c)` pair of CPU tensors, or None at an epoch start), and `metrics_window` /
+            `metrics_window_time` (the loss sums and time since the last metrics record).
     """
     payload = {
         "format_version": FORMAT_VERSION,

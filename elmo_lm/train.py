@@ -277,6 +277,8 @@ def _train(
 
     progress = Progress()
     state: LstmState | None = None
+    window = torch.zeros(3, dtype=torch.float64)  # forward loss sum, backward loss sum, tokens since the last record
+    window_time = 0.0  # seconds spent in those steps (data, forward, backward, update)
     metrics = MetricsLog(out / METRICS_NAME)
     if resume:
         checkpoint = load_checkpoint(checkpoint_path)
@@ -298,6 +300,7 @@ def _train(
         if mine["lstm_state"] is not None:
             h, c = mine["lstm_state"]
             state = LstmState(h.to(dist.device), c.to(dist.device))
+        window, window_time = mine["metrics_window"].clone(), float(mine["metrics_window_time"])
         if dist.is_main:
             metrics.truncate_after(progress.step)
         console.log(f"resumed {out} at step {progress.step:,} (epoch {progress.epoch + 1}, "
@@ -333,7 +336,8 @@ def _train(
 
     def checkpoint() -> None:
         process = {"torch_rng": torch.get_rng_state(),
-                   "lstm_state": None if state is None else (state.h.cpu(), state.c.cpu())}
+                   "lstm_state": None if state is None else (state.h.cpu(), state.c.cpu()),
+                   "metrics_window": window.clone(), "metrics_window_time": window_time}
         if dist.device.type == "cuda":
             process["cuda_rng"] = torch.cuda.get_rng_state(dist.device)
         processes = dist.gather(process)
@@ -354,8 +358,6 @@ def _train(
     limits = [f"{config.epochs} epoch(s)" if config.epochs else "", f"{config.max_steps:,} steps" if config.max_steps else ""]
     console.log(f"training for {' or '.join(x for x in limits if x)} (~{batches_per_epoch:,} steps per epoch)")
 
-    window = torch.zeros(3, dtype=torch.float64)  # forward loss sum, backward loss sum, tokens since the last record
-    window_time = 0.0  # seconds spent in those steps (data, forward, backward, update)
     last_valid = last_checkpoint = -1
     clock = time.perf_counter()
     while not finished():
