@@ -383,10 +383,11 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
               help="Continue training this model: a model folder or a weights .hdf5.")
 @click.option("--init-options", type=click.Path(dir_okay=False), help="options.json of an --init .hdf5 file.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, exactly.")
+@click.option("--tokenize", is_flag=True, help="Corpus is raw text: split each line with the built-in tokenizer.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_steps, epochs, seed, batch_size,
-                  overrides, init, init_options, resume, device, quiet):
+                  overrides, init, init_options, resume, tokenize, device, quiet):
     """Train a bidirectional language model (or continue one) into the run folder --out.
 
     \b
@@ -400,6 +401,8 @@ def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_
     from .train import parse_overrides, run_arguments, train
 
     options = parse_overrides(overrides)
+    if tokenize:
+        options["tokenize"] = True
     for key, value in (("max_steps", max_steps), ("epochs", epochs), ("seed", seed), ("batch_size", batch_size)):
         if value is not None:
             options[key] = value
