@@ -354,9 +354,9 @@ def _train(
     total = config.max_steps
     if config.epochs is not None:
         total = min(total or sys.maxsize, config.epochs * batches_per_epoch)
-    console.open_bar(total, progress.step)
     limits = [f"{config.epochs} epoch(s)" if config.epochs else "", f"{config.max_steps:,} steps" if config.max_steps else ""]
     console.log(f"training for {' or '.join(x for x in limits if x)} (~{batches_per_epoch:,} steps per epoch)")
+    console.open_bar(total, progress.step)
 
     last_valid = last_checkpoint = -1
     clock = time.perf_counter()
@@ -366,8 +366,8 @@ def _train(
         while not finished():
             step_start = time.perf_counter()
             batch = next(batches, None)
-            have = torch.tensor([batch is not None, 0 if batch is None else batch.n_tokens], dtype=torch.float64)
-            have = dist.all_reduce_sum(have.to(dist.device)).cpu()
+            have = torch.tensor([batch is not None, 0 if batch is None else batch.n_tokens], dtype=torch.float64)  # (2,)
+            have = dist.all_reduce_sum(have.to(dist.device)).cpu()  # processes with a batch, their tokens
             if have[0] < dist.world_size:  # some process ran out of data: the epoch ends for all
                 break
             assert batch is not None
@@ -390,7 +390,7 @@ def _train(
             progress.batch_in_epoch += 1
             progress.tokens += global_tokens
             steps_this_epoch += 1
-            sums = out_step.loss_sums.detach().to("cpu", torch.float64)
+            sums = out_step.loss_sums.detach().to("cpu", torch.float64)  # (2,)
             window += torch.tensor([sums[0], sums[1], batch.n_tokens], dtype=torch.float64)
             now = time.perf_counter()
             window_time += now - step_start
@@ -430,12 +430,11 @@ def _train(
         checkpoint()
     if dist.is_main:
         console.log(f"done: {progress.step:,} steps, {progress.tokens:,} tokens; checkpoint {checkpoint_path}")
-        if not config.plot:
-            pass
-        elif plot_learning_curves(out / METRICS_NAME, out / PLOT_NAME):
-            console.log(f"learning curves: {out / PLOT_NAME}")
-        else:
-            console.log("matplotlib is not installed: no learning-curve plot (pip install 'elmo-lm[plot]')")
+        if config.plot:
+            if plot_learning_curves(out / METRICS_NAME, out / PLOT_NAME):
+                console.log(f"learning curves: {out / PLOT_NAME}")
+            else:
+                console.log("matplotlib is not installed: no learning-curve plot (pip install 'elmo-lm[plot]')")
     dist.barrier()
     return model
 
