@@ -23,6 +23,7 @@ import torch
 
 from .chars import BOS_IDS, EOS_IDS, MAX_CHARS, token_to_ids
 from .data import IGNORE_INDEX, Corpus, LMBatches, expand_corpus, training_sentences
+from .errors import ElmoError
 from .metrics import perplexity_record
 from .model import ElmoBiLM, LstmState
 from .objective import LMObjective
@@ -114,8 +115,10 @@ def _stateless_tensors(sentences: list[list[str]], vocab: Vocabulary) -> tuple[t
     backward_targets = np.full((B, T), IGNORE_INDEX, dtype=np.int64)  # (B, T)
     cache: dict[str, list[int]] = {}
     for i, tokens in enumerate(sentences):
-        chars = np.array([BOS_IDS, *(cache.get(t) or cache.setdefault(t, token_to_ids(t)) for t in tokens), EOS_IDS],
-                         dtype=np.int64)  # (n + 2, 50)
+        for token in tokens:
+            if token not in cache:
+                cache[token] = token_to_ids(token)
+        chars = np.array([BOS_IDS, *(cache[t] for t in tokens), EOS_IDS], dtype=np.int64)  # (n + 2, 50)
         ids = np.array([vocab.bos_id, *vocab.ids(tokens), vocab.eos_id], dtype=np.int64)  # (n + 2,)
         n1 = len(tokens) + 1
         forward_chars[i, :n1], forward_targets[i, :n1] = chars[:-1], ids[1:]
@@ -156,8 +159,6 @@ def evaluate(
         ElmoError: no file matched, a line is not valid UTF-8, the vocabulary does not fit the
             softmax, or the corpus has no sentence.
     """
-    from .errors import ElmoError
-
     if model.softmax is None:
         raise ElmoError("the model has no softmax, so it has no perplexity: evaluate a trained (or exported) model")
     if model.softmax.out_features != len(vocab):
@@ -170,6 +171,7 @@ def evaluate(
         else:
             totals = stateful_totals(model, paths, vocab, batch_size, unroll_steps, tokenize)
         if totals.n_tokens == 0:
-            raise ElmoError(f"no sentences in {paths}: every file is empty or blank")
+            raise ElmoError(f"no sentences in {', '.join(map(str, [paths] if isinstance(paths, str) else paths))}: "
+                            "every file is empty or blank")
         results[mode] = totals.record()
     return results
