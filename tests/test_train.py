@@ -54,7 +54,7 @@ def _unigram_perplexity(vocab: Vocabulary) -> float:
 def test_tiny_model_learns_the_fixture_corpus(learning_run):
     """Held-out perplexity (shard 0) falls from about V (an untrained softmax is near uniform over the 2,168
     words) to below twice the held-out perplexity of add-one unigram frequencies (~114): a model that has
-    learned at least the word distribution. Measured: ~2,300 -> ~135 in 200 steps."""
+    learned at least the word distribution. Measured: 2,169 -> 177 (step 50), 143, 133, 135 (step 200)."""
     run, done = learning_run
     vocab = Vocabulary.load(run / "vocab.txt")
     torch.manual_seed(0)  # the run's seed: this is the run's initial model
