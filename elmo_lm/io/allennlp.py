@@ -60,7 +60,7 @@ def _inverse(key: str, value: Array) -> Array:
     return value
 
 
-def _read(h5: h5py.File, name: str, shape: tuple[int, ...], path: Path) -> Array:
+def _dataset(h5: h5py.File, name: str, shape: tuple[int, ...], path: Path) -> h5py.Dataset:
     if name not in h5:
         raise ElmoError(f"{path}: missing dataset {name!r}")
     dataset = h5[name]
@@ -68,8 +68,26 @@ def _read(h5: h5py.File, name: str, shape: tuple[int, ...], path: Path) -> Array
         raise ElmoError(f"{path}: {name!r} is a group, expected a dataset")
     if tuple(dataset.shape) != shape:
         raise ElmoError(f"{path}: dataset {name!r} has shape {tuple(dataset.shape)}, the options say {shape}")
+    return dataset
+
+
+def _read(h5: h5py.File, name: str, shape: tuple[int, ...], path: Path) -> Array:
+    dataset = _dataset(h5, name, shape, path)
     try:
         return np.asarray(dataset[...], dtype=np.float32)
+    except OSError as error:
+        raise ElmoError(f"{path}: cannot read dataset {name!r} ({error}); is the file truncated?") from None
+
+
+def _read_into(h5: h5py.File, name: str, shape: tuple[int, ...], path: Path, out: Array,
+               rows: slice = slice(None)) -> None:
+    """Read `rows` of a dataset straight into `out` (float32): no temporary copy of large weights."""
+    dataset = _dataset(h5, name, shape, path)
+    try:
+        if dataset.dtype == np.float32:
+            dataset.read_direct(out, source_sel=np.s_[rows])
+        else:
+            out[...] = dataset[rows]
     except OSError as error:
         raise ElmoError(f"{path}: cannot read dataset {name!r} ({error}); is the file truncated?") from None
 
@@ -92,21 +110,25 @@ def load_allennlp_weights(
     except OSError as error:
         raise ElmoError(f"{path}: not a readable HDF5 file ({error})") from None
     with h5:
-        state = {key: torch.from_numpy(convert(_read(h5, name, shape, path)).copy())
+        state = {key: torch.from_numpy(np.ascontiguousarray(convert(_read(h5, name, shape, path))))
                  for name, shape, key, convert in _dataset_map(config)}
         P, C = config.projection_dim, config.lstm_dim
         for layer in range(config.n_layers):
-            per_direction = {"W_0": [], "B": [], "W_P_0": []}
-            for direction in range(2):
-                for name, shape in (("W_0", (2 * P, 4 * C)), ("B", (4 * C,)), ("W_P_0", (C, P))):
-                    per_direction[name].append(_read(h5, _rnn(direction, layer, name), shape, path))
             # W_0's rows are [x ; m_prev]: the first P rows act on the input, the rest on the state.
             # Gate blocks stay in TensorFlow's order i, j, f, o; the +1 forget bias is not stored.
-            w0 = np.stack(per_direction["W_0"])  # (D, 2P, 4C)
-            state[f"lstm.input_weight.{layer}"] = torch.from_numpy(w0[:, :P].copy())
-            state[f"lstm.recurrent_weight.{layer}"] = torch.from_numpy(w0[:, P:].copy())
-            state[f"lstm.bias.{layer}"] = torch.from_numpy(np.stack(per_direction["B"]))
-            state[f"lstm.projection_weight.{layer}"] = torch.from_numpy(np.stack(per_direction["W_P_0"]))
+            # Each slice is read straight into its stacked (D, ...) array.
+            arrays = {"input_weight": np.empty((2, P, 4 * C), np.float32),
+                      "recurrent_weight": np.empty((2, P, 4 * C), np.float32),
+                      "bias": np.empty((2, 4 * C), np.float32),
+                      "projection_weight": np.empty((2, C, P), np.float32)}
+            for direction in range(2):
+                w0 = _rnn(direction, layer, "W_0")
+                _read_into(h5, w0, (2 * P, 4 * C), path, arrays["input_weight"][direction], slice(0, P))
+                _read_into(h5, w0, (2 * P, 4 * C), path, arrays["recurrent_weight"][direction], slice(P, 2 * P))
+                _read_into(h5, _rnn(direction, layer, "B"), (4 * C,), path, arrays["bias"][direction])
+                _read_into(h5, _rnn(direction, layer, "W_P_0"), (C, P), path, arrays["projection_weight"][direction])
+            for name, array in arrays.items():
+                state[f"lstm.{name}.{layer}"] = torch.from_numpy(array)
         if "softmax" in h5:
             weight = np.asarray(h5["softmax/W"][...], dtype=np.float32)
             bias = np.asarray(h5["softmax/b"][...], dtype=np.float32)

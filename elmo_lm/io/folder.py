@@ -70,7 +70,8 @@ def _load_folder(folder: Path) -> ElmoBiLM:
 def _model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], source: str) -> ElmoBiLM:
     """Build the model and load `state`, naming any missing key or mismatched shape."""
     vocab_size = state["softmax.weight"].shape[0] if "softmax.weight" in state else None
-    model = ElmoBiLM(config, vocab_size=vocab_size)
+    with torch.device("meta"):  # no memory and no random init: the loaded tensors become the parameters
+        model = ElmoBiLM(config, vocab_size=vocab_size)
     expected = model.state_dict()
     for key, value in expected.items():
         if key not in state:
@@ -81,7 +82,7 @@ def _model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], sourc
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
         raise ElmoError(f"{source}: unexpected weights {unexpected[:3]}")
-    model.load_state_dict({key: value.float() for key, value in state.items()})
+    model.load_state_dict({key: value.float().contiguous() for key, value in state.items()}, assign=True)
     model.eval()
     return model
 
