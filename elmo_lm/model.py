@@ -10,6 +10,11 @@ F CNN features, D = 2 directions (0 forward, 1 backward).
 The LSTMP weights keep TensorFlow's orientation and gate order (`x @ W`, gate blocks i, j, f, o),
 so that the released weights load with no permutation and round-trip bit-exactly; the +1.0
 forget bias of TensorFlow's LSTMCell is added in `LstmpStack.step`, not stored.
+
+Two ways through the same model: the autograd path (training, or whenever a tensor involved
+requires grad) runs the plain per-step code; inference (nothing requires grad) runs the packed
+kernels of `elmo_lm.inference`, which compute the same function with less work and memory
+(`tests/test_speed_paths.py` checks that both agree), optionally with bfloat16 matmuls.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from torch import nn
 
 from .chars import BOS_IDS, EOS_IDS, N_CHARS
 from .config import ModelConfig
+from .inference import contextualize_inference, encode_tokens_inference, needs_autograd, plan_runs, run_packed
 
 FORGET_BIAS = 1.0
 """Added to the forget gate's pre-activation at every step (TensorFlow's LSTMCell default)."""
@@ -31,6 +37,12 @@ ENCODER_CHUNK_BYTES = 32 * 2**20
 
 LSTM_CHUNK_BYTES = 64 * 2**20
 """Upper bound on the precomputed input projection the LSTM holds at once."""
+
+
+def _autograd_only(precision: str) -> None:
+    if precision != "float32":
+        raise ValueError(f"precision={precision!r} is for inference: run under torch.no_grad() or "
+                         "torch.inference_mode() with parameters that do not require grad")
 
 
 class TokenEncoder(nn.Module):
@@ -50,8 +62,14 @@ class TokenEncoder(nn.Module):
         self.projection = nn.Linear(n_features, config.projection_dim)
         self.activation = torch.relu if config.activation == "relu" else torch.tanh
 
-    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """Token vectors `(N, P)` for character ids `(N, 50)`, computed in memory-bounded chunks."""
+    def forward(self, char_ids: torch.Tensor, precision: str = "float32") -> torch.Tensor:
+        """Token vectors `(N, P)` for character ids `(N, 50)`, computed in memory-bounded chunks.
+
+        `precision="bfloat16"` (inference only) runs the convolutions and matmuls in bfloat16.
+        """
+        if not needs_autograd(self):
+            return encode_tokens_inference(self, char_ids, precision, ENCODER_CHUNK_BYTES)
+        _autograd_only(precision)
         largest_map = max(count * (50 - width + 1) for width, count in self.config.filters)
         chunk = max(1, ENCODER_CHUNK_BYTES // (4 * largest_map))
         if char_ids.shape[0] <= chunk:
@@ -106,7 +124,7 @@ class LstmpStack(nn.Module):
         return LstmState(h, c)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, state: LstmState | None = None
+        self, x: torch.Tensor, mask: torch.Tensor, state: LstmState | None = None, precision: str = "float32"
     ) -> tuple[list[torch.Tensor], LstmState]:
         """Run every layer over the sequence.
 
@@ -114,11 +132,17 @@ class LstmpStack(nn.Module):
             x: `(D, B, T, P)` layer-0 input of each direction, already in reading order.
             mask: `(D, B, T)` bool, True at real positions; each row's real positions come first.
             state: initial state, zeros when None.
+            precision: "float32", or "bfloat16" matmuls (inference only).
 
         Returns:
             The output of each layer, `(D, B, T, P)` (skip connections included, values at masked
             positions unspecified), and the state after each row's last real position.
         """
+        if not needs_autograd(self, x, *(state or ())):
+            lengths = mask.sum(dim=-1)  # (D, B)
+            if torch.equal(mask, torch.arange(mask.shape[-1], device=mask.device) < lengths[..., None]):
+                return self._forward_packed(x, lengths, state, precision)
+        _autograd_only(precision)
         batch = x.shape[1]
         if state is None:
             state = self.zero_state(batch, x)
@@ -135,6 +159,26 @@ class LstmpStack(nn.Module):
             final_c.append(c)
             layer_input = output
         return outputs, LstmState(torch.stack(final_h), torch.stack(final_c))
+
+    def _forward_packed(
+        self, x: torch.Tensor, lengths: torch.Tensor, state: LstmState | None, precision: str
+    ) -> tuple[list[torch.Tensor], LstmState]:
+        """`forward` without autograd, through the packed kernels of `elmo_lm.inference`."""
+        D, B, T, P = x.shape
+        L = self.config.n_layers
+        grid = x.new_zeros(B, L + 1, T, 2 * P)  # (B, L+1, T, 2P): layer 0 the input, then each output
+        grid[:, 0, :, :P] = x[0]
+        grid[:, 0, :, P:] = x[1]
+        flat = grid.view(-1, 2 * P)  # (B*(L+1)*T, 2P)
+        if torch.equal(lengths[0], lengths[1]):
+            plan = plan_runs(lengths[0], (L + 1) * T, (False, False))
+            final = run_packed(self, flat, plan, T, state, precision, LSTM_CHUNK_BYTES)
+        else:  # each direction with its own lengths
+            finals = [run_packed(self, flat, plan_runs(lengths[d], (L + 1) * T, (False,)), T, state, precision,
+                                 LSTM_CHUNK_BYTES, directions=(d,)) for d in range(D)]
+            final = LstmState(torch.cat([f.h for f in finals], dim=1), torch.cat([f.c for f in finals], dim=1))
+        outputs = [torch.stack([grid[:, layer, :, :P], grid[:, layer, :, P:]]) for layer in range(1, L + 1)]
+        return outputs, final  # each output (D, B, T, P)
 
     def _run_layer(
         self, layer: int, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor, c: torch.Tensor
@@ -188,8 +232,9 @@ class BiLMOutput(NamedTuple):
     """(B, L+1, T, 2P): layer 0 = [token ; token], layer j = [forward_j ; backward_j]; zero at padding."""
     mask: torch.Tensor
     """(B, T) bool: True at real tokens."""
-    state: LstmState
-    """State after each row's last position: forward after `</S>`, backward after `<S>`."""
+    state: LstmState | None
+    """State after each row's last position: forward after `</S>`, backward after `<S>`; None when
+    the caller passed `return_state=False`."""
 
 
 def add_sentence_boundaries(char_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,7 +286,9 @@ class ElmoBiLM(nn.Module):
         nn.init.normal_(self.softmax.weight, std=1.0 / self.config.projection_dim**0.5)
         nn.init.zeros_(self.softmax.bias)
 
-    def encode_tokens(self, char_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_tokens(
+        self, char_ids: torch.Tensor, mask: torch.Tensor | None = None, precision: str = "float32"
+    ) -> torch.Tensor:
         """Token vectors `(..., P)` for character ids `(..., 50)`, each distinct token computed once.
 
         Positions where `mask` is False (padding) get zeros.
@@ -253,7 +300,7 @@ class ElmoBiLM(nn.Module):
         if flat.shape[0] == 0:
             return vectors
         distinct, which = torch.unique(flat, dim=0, return_inverse=True)  # (U, 50), (N,)
-        vectors[mask] = self.token_encoder(distinct)[which]  # (N, P)
+        vectors[mask] = self.token_encoder(distinct, precision)[which]  # (N, P)
         return vectors  # (..., P)
 
     def forward(
@@ -261,6 +308,9 @@ class ElmoBiLM(nn.Module):
         char_ids: torch.Tensor,
         state: LstmState | None = None,
         keep_boundaries: bool = False,
+        *,
+        precision: str = "float32",
+        return_state: bool = True,
     ) -> BiLMOutput:
         """All L+1 output layers for a batch of sentences.
 
@@ -268,11 +318,21 @@ class ElmoBiLM(nn.Module):
             char_ids: `(B, T, 50)` from `batch_to_ids` (no boundaries; padding tokens all zero).
             state: initial LSTM state (zeros when None: every sentence starts fresh).
             keep_boundaries: keep the `<S>` and `</S>` positions in the output (T+2 positions).
+            precision: "float32" (exact), or "bfloat16" matmuls (inference only; about 3
+                significant digits).
+            return_state: False lets inference skip work that only the final state needs.
         """
         mask = (char_ids > 0).any(dim=-1)  # (B, T)
         chars, wrapped_mask = add_sentence_boundaries(char_ids, mask)  # (B, T+2, 50), (B, T+2)
-        tokens = self.encode_tokens(chars, wrapped_mask)  # (B, T+2, P)
-        return self.contextualize(tokens, wrapped_mask, state, keep_boundaries)
+        if needs_autograd(self, *(state or ())):
+            tokens = self.encode_tokens(chars, wrapped_mask, precision)  # (B, T+2, P)
+            return self.contextualize(tokens, wrapped_mask, state, keep_boundaries)
+        distinct, which = torch.unique(chars[wrapped_mask], dim=0, return_inverse=True)  # (U, 50), (N,)
+        index = torch.zeros(wrapped_mask.shape, dtype=torch.long, device=char_ids.device)  # (B, T+2)
+        index[wrapped_mask] = which
+        vectors = self.token_encoder(distinct, precision)  # (U, P)
+        return self.contextualize_indexed(vectors, index, wrapped_mask, state, keep_boundaries,
+                                          precision=precision, return_state=return_state)
 
     def contextualize(
         self,
@@ -280,13 +340,23 @@ class ElmoBiLM(nn.Module):
         mask: torch.Tensor,
         state: LstmState | None = None,
         keep_boundaries: bool = False,
+        *,
+        precision: str = "float32",
+        return_state: bool = True,
     ) -> BiLMOutput:
         """Run both language models over token vectors that already include the boundaries.
 
         Args:
             tokens: `(B, T+2, P)` token vectors of `<S> w1 .. wn </S>`, zero-padded on the right.
             mask: `(B, T+2)` bool, True at the n+2 real positions of each row.
+            precision, return_state: as in `forward`.
         """
+        if not needs_autograd(self, tokens, *(state or ())):
+            B, T2, P = tokens.shape
+            index = torch.arange(B * T2, device=tokens.device).view(B, T2)  # (B, T+2)
+            return self.contextualize_indexed(tokens.reshape(B * T2, P), index, mask, state, keep_boundaries,
+                                              precision=precision, return_state=return_state)
+        _autograd_only(precision)
         lengths = mask.sum(dim=1)  # (B,)
         both = torch.stack([tokens, reverse_within_length(tokens, lengths)])  # (D, B, T+2, P)
         both_mask = mask.expand(2, *mask.shape)  # (D, B, T+2)
@@ -307,3 +377,28 @@ class ElmoBiLM(nn.Module):
         inner = stacked[:, :, 1 : T + 1]  # (B, L+1, T, 2P), a view
         inner.mul_(inner_mask[:, None, :, None])  # zero where `</S>` and padding were
         return BiLMOutput(inner, inner_mask, final_state)
+
+    def contextualize_indexed(
+        self,
+        vectors: torch.Tensor,
+        index: torch.Tensor,
+        mask: torch.Tensor,
+        state: LstmState | None = None,
+        keep_boundaries: bool = False,
+        *,
+        precision: str = "float32",
+        return_state: bool = True,
+    ) -> BiLMOutput:
+        """`contextualize` for token vectors given once each: `tokens = vectors[index]`.
+
+        Args:
+            vectors: `(U, P)` distinct token vectors (from `token_encoder`, or a cache).
+            index: `(B, T+2)` long, the row of `vectors` at each position of `<S> w1 .. wn </S>`
+                (any valid row at padding).
+            mask: `(B, T+2)` bool, True at the n+2 real positions of each row.
+        """
+        if needs_autograd(self, vectors, *(state or ())):
+            tokens = vectors[index] * mask[..., None]  # (B, T+2, P)
+            return self.contextualize(tokens, mask, state, keep_boundaries, precision=precision)
+        return contextualize_inference(self, vectors, index, mask, state, keep_boundaries, return_state, precision,
+                                       LSTM_CHUNK_BYTES)

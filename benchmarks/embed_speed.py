@@ -1,0 +1,230 @@
+"""Embedding speed, peak memory, load time and accuracy of `elmo_lm.Embedder` on the bench sentences.
+
+Builds seeded random weights of the original (2x4096_512) and small (2x1024_128) shapes, writes
+them as `options.json` + `weights.hdf5`, and runs each (precision, size) configuration in its own
+process: load through the public API (timed), one warm-up pass, then `--passes` timed passes of
+`Embedder.encode` over `/work/shared/bench/bench_sentences.json` (file order, batch 32). Accuracy
+is measured against `reference_layers` below: a plain per-step float32 forward pass written from
+ELMO.md, reading the hdf5 file itself, that shares no code with the library.
+
+Run: nice python benchmarks/embed_speed.py [--sizes original small] [--precisions float32 bfloat16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "shared/bench/bench_sentences.json"
+SIZES = {"original": dict(lstm_dim=4096, projection_dim=512, n_highway=2),
+         "small": dict(lstm_dim=1024, projection_dim=128, n_highway=1)}
+
+
+def write_random_model(size: str, folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Seeded random weights of a released shape, written in the AllenNLP layout."""
+    from elmo_lm import ElmoBiLM, ModelConfig
+    from elmo_lm.io import save_allennlp_weights
+
+    torch.manual_seed(seed)
+    config = ModelConfig(**SIZES[size])
+    model = ElmoBiLM(config)
+    with torch.no_grad():
+        for k in range(config.n_highway):
+            model.token_encoder.highway_carry[k].bias.fill_(-2.0)  # as at the start of training
+        for bias in model.lstm.bias:
+            bias.uniform_(-0.1, 0.1)
+    options, weights = folder / f"{size}_options.json", folder / f"{size}_weights.hdf5"
+    save_allennlp_weights(config, model.state_dict(), options, weights)
+    return options, weights
+
+
+# ---- the plain float32 reference: one step at a time, straight from ELMO.md and the hdf5 file ----
+
+def _token_vectors(h5: h5py.File, options: dict, sentences: list[list[str]]) -> list[torch.Tensor]:
+    """Context-free vectors of `<S> w1 .. wn </S>` for each sentence: CNN, highway, projection."""
+    cnn = options["char_cnn"]
+
+    def char_ids(token: str) -> list[int]:
+        specials = {"<S>": [256], "</S>": [257]}
+        raw = specials.get(token) or list(token.encode("utf-8", "ignore")[:48])
+        return ([258] + raw + [259] + [260] * 50)[:50]  # raw ids, no +1 shift: the file's table
+
+    table = torch.from_numpy(h5["char_embed"][...])  # (261, e)
+    vectors = []
+    for sentence in sentences:
+        ids = torch.tensor([char_ids(t) for t in ["<S>", *sentence, "</S>"]])  # (n+2, 50)
+        chars = table[ids]  # (n+2, 50, e)
+        features = []
+        for i, (width, _) in enumerate(cnn["filters"]):
+            kernel = torch.from_numpy(h5[f"CNN/W_cnn_{i}"][0])  # (w, e, n_i)
+            windows = chars.unfold(1, width, 1)  # (n+2, 50-w+1, e, w)
+            conv = torch.einsum("tpew,wen->tpn", windows, kernel) + torch.from_numpy(h5[f"CNN/b_cnn_{i}"][...])
+            features.append(conv.max(dim=1).values)  # (n+2, n_i)
+        x = torch.cat(features, dim=1)  # (n+2, F)
+        x = torch.relu(x) if cnn["activation"] == "relu" else torch.tanh(x)
+        for k in range(cnn.get("n_highway", 0)):
+            g = torch.sigmoid(x @ torch.from_numpy(h5[f"CNN_high_{k}/W_carry"][...]) + torch.from_numpy(
+                h5[f"CNN_high_{k}/b_carry"][...]))
+            t = torch.relu(x @ torch.from_numpy(h5[f"CNN_high_{k}/W_transform"][...]) + torch.from_numpy(
+                h5[f"CNN_high_{k}/b_transform"][...]))
+            x = g * t + (1 - g) * x
+        vectors.append(x @ torch.from_numpy(h5["CNN_proj/W_proj"][...]) + torch.from_numpy(h5["CNN_proj/b_proj"][...]))
+    return vectors
+
+
+def _run_direction(h5: h5py.File, lstm: dict, direction: int, inputs: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """Each layer's outputs for each sentence (in reading order), all sentences as one padded batch."""
+    lengths = [len(x) for x in inputs]
+    layer_outputs = []
+    layer_input = inputs
+    for layer in range(lstm["n_layers"]):
+        name = f"RNN_{direction}/RNN/MultiRNNCell/Cell{layer}/LSTMCell/"
+        w0 = torch.from_numpy(h5[name + "W_0"][...])  # (2P, 4C)
+        b = torch.from_numpy(h5[name + "B"][...])  # (4C,)
+        wp = torch.from_numpy(h5[name + "W_P_0"][...])  # (C, P)
+        n, C, P = len(inputs), lstm["dim"], lstm["projection_dim"]
+        c, m = torch.zeros(n, C), torch.zeros(n, P)
+        outputs = [[] for _ in range(n)]
+        for t in range(max(lengths)):
+            x = torch.stack([s[t] if t < len(s) else torch.zeros(P) for s in layer_input])  # (n, P)
+            z = torch.cat([x, m], dim=1) @ w0 + b  # (n, 4C), blocks i, j, f, o
+            i, j, f, o = z.split(C, dim=1)
+            c_new = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(j)
+            if lstm.get("cell_clip"):
+                c_new = c_new.clamp(-lstm["cell_clip"], lstm["cell_clip"])
+            m_new = (torch.sigmoid(o) * torch.tanh(c_new)) @ wp
+            if lstm.get("proj_clip"):
+                m_new = m_new.clamp(-lstm["proj_clip"], lstm["proj_clip"])
+            for row in range(n):
+                if t < lengths[row]:
+                    c[row], m[row] = c_new[row], m_new[row]
+                    residual = layer_input[row][t] if layer > 0 and lstm.get("use_skip_connections") else 0
+                    outputs[row].append(m_new[row] + residual)
+        layer_outputs.append(outputs)
+        layer_input = [torch.stack(rows) for rows in outputs]
+    return layer_outputs
+
+
+def reference_layers(options_file: Path, weight_file: Path, sentences: list[list[str]]) -> list[np.ndarray]:
+    """`(L+1, n, 2P)` per sentence, plain float32, each step computed as in ELMO.md section 1."""
+    options = json.loads(options_file.read_text())
+    torch.set_num_threads(2)
+    with torch.no_grad(), h5py.File(weight_file, "r") as h5:
+        tokens = _token_vectors(h5, options, sentences)  # each (n+2, P)
+        forward = _run_direction(h5, options["lstm"], 0, tokens)
+        backward = _run_direction(h5, options["lstm"], 1, [x.flip(0) for x in tokens])
+    results = []
+    for s, sentence in enumerate(sentences):
+        n = len(sentence)
+        layers = [torch.cat([tokens[s], tokens[s]], dim=1)]
+        for fwd, bwd in zip(forward, backward):
+            layers.append(torch.cat([torch.stack(fwd[s]), torch.stack(bwd[s]).flip(0)], dim=1))
+        results.append(torch.stack(layers)[:, 1 : n + 1].numpy())  # drop <S> and </S>
+    return results
+
+
+# ---- one configuration, in its own process ----
+
+def run_configuration(size: str, precision: str, folder: Path, passes: int, batch_size: int, cache: bool) -> dict:
+    """Load, warm up, time `passes` passes; return figures as a dict (run in a child process)."""
+    from elmo_lm import Embedder
+
+    sentences = json.loads(BENCH.read_text())
+    n_tokens = sum(len(s) for s in sentences)
+    start = time.perf_counter()
+    extra = {"precision": precision} if precision != "float32" else {}
+    if cache:
+        extra["token_cache"] = True
+    embedder = Embedder(options_file=folder / f"{size}_options.json", weight_file=folder / f"{size}_weights.hdf5",
+                        batch_size=batch_size, **extra)
+    load_seconds = time.perf_counter() - start
+    embedder.encode(sentences)  # warm-up
+    times = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        outputs = embedder.encode(sentences)
+        times.append(time.perf_counter() - start)
+    reference = np.load(folder / f"{size}_reference.npz")
+    max_diff, cosines = 0.0, []
+    for s, output in enumerate(outputs):
+        expected = reference[str(s)]  # (L+1, n, 2P)
+        max_diff = max(max_diff, float(np.abs(output - expected).max()))
+        dot = (output * expected).sum(-1)
+        norms = np.linalg.norm(output, axis=-1) * np.linalg.norm(expected, axis=-1)
+        cosines.append((dot / np.maximum(norms, 1e-30)).ravel())
+    return {"size": size, "precision": precision, "cache": cache, "tokens_per_s": n_tokens / statistics.median(times),
+            "all_tokens_per_s": [round(n_tokens / t) for t in times],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "load_s": load_seconds, "max_abs_diff": max_diff, "mean_cosine": float(np.concatenate(cosines).mean())}
+
+
+def _child(args: argparse.Namespace) -> None:
+    result = run_configuration(args.size, args.precision, Path(args.folder), args.passes, args.batch_size,
+                               args.cache)
+    print(json.dumps(result))
+
+
+def _reference_child(args: argparse.Namespace) -> None:
+    folder = Path(args.folder)
+    sentences = json.loads(BENCH.read_text())
+    layers = reference_layers(folder / f"{args.size}_options.json", folder / f"{args.size}_weights.hdf5", sentences)
+    np.savez(folder / f"{args.size}_reference.npz", **{str(i): a for i, a in enumerate(layers)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["original", "small"], choices=list(SIZES))
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--cache", action="store_true", help="also run with the token-vector cache on")
+    parser.add_argument("--folder", help="reuse a folder of weights and references (created when missing)")
+    parser.add_argument("--child", choices=["run", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-on", dest="cache_on", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "run":
+        args.cache = args.cache_on
+        return _child(args)
+    if args.child == "reference":
+        return _reference_child(args)
+
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(args.folder or temporary)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for size in args.sizes:
+            if not (folder / f"{size}_reference.npz").is_file():
+                write_random_model(size, folder)
+                subprocess.run([sys.executable, __file__, "--child", "reference", "--size", size,
+                                "--folder", str(folder)], check=True)
+            for precision in args.precisions:
+                for cache in ([False, True] if args.cache else [False]):
+                    command = [sys.executable, __file__, "--child", "run", "--size", size, "--precision", precision,
+                               "--folder", str(folder), "--passes", str(args.passes),
+                               "--batch-size", str(args.batch_size)] + (["--cache-on"] if cache else [])
+                    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                    rows.append(json.loads(output.strip().splitlines()[-1]))
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        print("| precision | size | token cache | tokens/s (median) | peak RSS | load | max abs diff | mean cosine |")
+        print("|---|---|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['precision']} | {r['size']} | {'on' if r['cache'] else 'off'} | {r['tokens_per_s']:,.0f} | "
+                  f"{r['peak_rss_mb']:,.0f} MB | {r['load_s']:.2f} s | {r['max_abs_diff']:.1e} | "
+                  f"{r['mean_cosine']:.6f} |")
+
+
+if __name__ == "__main__":
+    main()
