@@ -10,6 +10,7 @@ from typing import Any
 
 from .chars import MAX_CHARS
 from .errors import ElmoError
+from .textfile import read_json_object
 
 TRAINING_ONLY_KEYS = (
     "bidirectional", "dropout", "all_clip_norm_val", "n_epochs", "n_train_tokens", "batch_size",
@@ -134,15 +135,7 @@ class ModelConfig:
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
         """Read an `options.json` file."""
-        path = Path(path)
-        try:
-            options = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ElmoError(f"{path}: options file not found") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as bad:
-            raise ElmoError(f"{path}: not a valid JSON options file ({bad})") from None
-        if not isinstance(options, dict):
-            raise ElmoError(f"{path}: expected a JSON object")
+        options = read_json_object(path, "options file")
         return cls.from_options(options, source=str(path))
 
     def save(self, path: str | Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from .errors import ElmoError
 
@@ -37,3 +39,19 @@ def read_lines(path: str | Path) -> list[str]:
             raise ElmoError(f"{path}, line {number}: invalid UTF-8 at byte {error.start} "
                             f"({line[error.start:error.start + 4]!r})") from None
     return decoded
+
+
+def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
+    """A JSON file holding one object; `what` names the file's role in error messages."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ElmoError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise ElmoError(f"{path}: is a folder, expected a {what}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as bad:
+        raise ElmoError(f"{path}: not a valid JSON {what} ({bad})") from None
+    if not isinstance(value, dict):
+        raise ElmoError(f"{path}: expected a JSON object")
+    return value

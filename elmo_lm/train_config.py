@@ -15,13 +15,13 @@ training `options.json` also works: its keys `n_epochs`, `all_clip_norm_val`,
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import PRESET_SHAPES, ModelConfig
 from .errors import ElmoError
+from .textfile import read_json_object
 
 TINY_SHAPE = dict(
     char_embed_dim=8, filters=((1, 16), (2, 16), (3, 32), (4, 64)), n_highway=1, lstm_dim=256,
@@ -175,15 +175,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         """Read a JSON config file."""
-        path = Path(path)
-        try:
-            options = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ElmoError(f"{path}: config file not found") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as bad:
-            raise ElmoError(f"{path}: not a valid JSON config ({bad})") from None
-        if not isinstance(options, dict):
-            raise ElmoError(f"{path}: expected a JSON object")
+        options = read_json_object(path, "config file")
         return cls.from_dict(options, source=str(path))
 
 
