@@ -150,11 +150,12 @@ def run_configuration(size: str, precision: str, folder: Path, passes: int, batc
                         batch_size=batch_size, **extra)
     load_seconds = time.perf_counter() - start
     embedder.encode(sentences)  # warm-up
-    times = []
+    times, busy = [], []
     for _ in range(passes):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         outputs = embedder.encode(sentences)
         times.append(time.perf_counter() - start)
+        busy.append((time.process_time() - cpu) / times[-1] / torch.get_num_threads())
     reference = np.load(folder / f"{size}_reference.npz")
     max_diff, cosines = 0.0, []
     for s, output in enumerate(outputs):
@@ -164,7 +165,8 @@ def run_configuration(size: str, precision: str, folder: Path, passes: int, batc
         norms = np.linalg.norm(output, axis=-1) * np.linalg.norm(expected, axis=-1)
         cosines.append((dot / np.maximum(norms, 1e-30)).ravel())
     return {"size": size, "precision": precision, "cache": cache, "tokens_per_s": n_tokens / statistics.median(times),
-            "all_tokens_per_s": [round(n_tokens / t) for t in times],
+            "all_tokens_per_s": [round(n_tokens / t) for t in times], "threads": torch.get_num_threads(),
+            "cpu_share": [round(b, 2) for b in busy],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "load_s": load_seconds, "max_abs_diff": max_diff, "mean_cosine": float(np.concatenate(cosines).mean())}
 

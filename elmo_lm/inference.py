@@ -22,6 +22,8 @@ bfloat16. The bfloat16 copies of the weights are cached on the module, not in it
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -42,6 +44,30 @@ PAD_ID = PAD_CHAR + 1
 
 GATHER_ROWS = 16384
 """Rows copied per step when filling the output's token layer (bounds the temporary)."""
+
+
+_scratch = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A work buffer of this thread, reused from call to call (uninitialised).
+
+    Large fresh allocations come from new pages, and the first touch of each page costs as much
+    as a matmul over it; reusing the buffer avoids that. Buffers of one name share memory.
+    """
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    key = (name, dtype, device, torch.is_inference_mode_enabled())
+    numel = math.prod(shape)
+    buffer = buffers.get(key)
+    if buffer is None or buffer.numel() < numel:
+        buffers.pop(key, None)  # release the smaller buffer first
+        buffer = buffers[key] = torch.empty(numel, dtype=dtype, device=device)
+    return buffer[:numel].view(shape)
+
+
+def release_scratch() -> None:
+    """Free this thread's work buffers (they are otherwise kept for the next call)."""
+    _scratch.__dict__.pop("buffers", None)
 
 
 def matmul_dtype(precision: str) -> torch.dtype:
@@ -263,26 +289,29 @@ def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride
         token_gates = None
         if layer == 0 and distinct is not None and distinct[0].shape[0] < plan.index.shape[1] \
                 and distinct[0].shape[0] * row_bytes <= chunk_bytes:
-            vectors = distinct[0].to(dtype).expand(D, -1, -1)  # (D, U, P)
-            token_gates = torch.baddbmm(bias[:, None].to(dtype), vectors, w_input)  # (D, U, 4C)
+            U = distinct[0].shape[0]
+            token_gates = _input_gates(scratch("gates", (D, U, 4 * C), dtype, grid.device),
+                                       distinct[0].to(dtype).expand(D, U, P), w_input, bias)  # (D, U, 4C)
         for first, last in plan.chunks(max_rows):
             lo, hi = plan.offsets[first], plan.offsets[last]
             rows = plan.index[:, lo:hi]  # (D, n)
-            if token_gates is not None:  # layer 0: each token's input projection computed once
-                gates = token_gates.new_empty(D, hi - lo, 4 * C)  # (D, n, 4C)
-                for d in range(D):
-                    torch.index_select(token_gates[d], 0, distinct[1][d, lo:hi], out=gates[d])
-                x = None
-            else:
-                x = torch.stack([half.index_select(0, rows[d] + layer * layer_stride)
-                                 for d, half in enumerate(halves)])  # (D, n, P)
-                gates = torch.baddbmm(bias[:, None].to(dtype), x.to(dtype), w_input)  # (D, n, 4C)
-            out = grid.new_empty(D, hi - lo, P)  # (D, n, P)
+            x = gates = None
+            if token_gates is None:
+                x = scratch("x", (D, hi - lo, P), grid.dtype, grid.device)  # (D, n, P)
+                for d, half in enumerate(halves):
+                    torch.index_select(half, 0, rows[d] + layer * layer_stride, out=x[d])
+                gates = _input_gates(scratch("gates", (D, hi - lo, 4 * C), dtype, grid.device), x.to(dtype),
+                                     w_input, bias)  # (D, n, 4C)
+            out = scratch("out", (D, hi - lo, P), grid.dtype, grid.device)  # (D, n, P)
             for t in range(first, last):
                 b, at = plan.batch_sizes[t], plan.offsets[t] - lo
-                projected = _step(gates[:, at : at + b], h, h_low, c, b, w_recurrent, w_projection, config)
-                out[:, at : at + b] = projected
-            del gates
+                if token_gates is not None:  # layer 0: each distinct token's input projection computed once
+                    step_gates = scratch("step", (D, b, 4 * C), dtype, grid.device)  # (D, b, 4C)
+                    for d in range(D):
+                        torch.index_select(token_gates[d], 0, distinct[1][d, lo + at : lo + at + b], out=step_gates[d])
+                else:
+                    step_gates = gates[:, at : at + b]  # (D, b, 4C)
+                out[:, at : at + b] = _step(step_gates, h, h_low, c, b, w_recurrent, w_projection, config)
             if layer > 0 and config.use_skip_connections:
                 out += x  # residual after the clip; the state keeps m_t
             for d, half in enumerate(halves):
@@ -292,6 +321,12 @@ def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride
         final_c.append(c)
     unsort = torch.argsort(plan.order)  # (B,)
     return LstmState(torch.stack(final_h)[:, :, unsort], torch.stack(final_c)[:, :, unsort])
+
+
+def _input_gates(buffer: torch.Tensor, x: torch.Tensor, w_input: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """`x @ W + b` `(D, n, 4C)` for x `(D, n, P)`, written into `buffer` (bias first, then the matmul in place)."""
+    buffer.copy_(bias[:, None].expand_as(buffer))
+    return buffer.baddbmm_(x, w_input)
 
 
 def _step(gates: torch.Tensor, h: torch.Tensor, h_low: torch.Tensor | None, c: torch.Tensor, b: int,
