@@ -32,11 +32,15 @@ from .inference import contextualize_inference, encode_tokens_inference, needs_a
 FORGET_BIAS = 1.0
 """Added to the forget gate's pre-activation at every step (TensorFlow's LSTMCell default)."""
 
-ENCODER_CHUNK_BYTES = 32 * 2**20
+ENCODER_CHUNK_BYTES = 16 * 2**20
 """Upper bound on the convolution activations the token encoder holds at once."""
 
 LSTM_CHUNK_BYTES = 64 * 2**20
 """Upper bound on the precomputed input projection the LSTM holds at once."""
+
+
+def _is_meta(device: torch.device | str | None) -> bool:
+    return device is not None and torch.device(device).type == "meta"
 
 
 def _autograd_only(precision: str) -> None:
@@ -48,18 +52,23 @@ def _autograd_only(precision: str) -> None:
 class TokenEncoder(nn.Module):
     """Context-free token vectors from character ids: char table, CNN, highway, projection."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.config = config
         # Row 0 marks a padding token (all-zero char ids); rows 1..261 are raw ids 0..260.
-        self.char_embedding = nn.Embedding(N_CHARS, config.char_embed_dim, padding_idx=0)
+        # On the meta device (a model to load weights into) nothing is initialised: nn.Embedding's
+        # random init there would import torch._dynamo (74 MB of memory, a second of time).
+        table = torch.empty(N_CHARS, config.char_embed_dim, device=device) if _is_meta(device) else None
+        self.char_embedding = nn.Embedding(N_CHARS, config.char_embed_dim, padding_idx=0, device=device, _weight=table)
         self.convolutions = nn.ModuleList(
-            nn.Conv1d(config.char_embed_dim, count, width) for width, count in config.filters
+            nn.Conv1d(config.char_embed_dim, count, width, device=device) for width, count in config.filters
         )
         n_features = config.n_filters
-        self.highway_carry = nn.ModuleList(nn.Linear(n_features, n_features) for _ in range(config.n_highway))
-        self.highway_transform = nn.ModuleList(nn.Linear(n_features, n_features) for _ in range(config.n_highway))
-        self.projection = nn.Linear(n_features, config.projection_dim)
+        self.highway_carry = nn.ModuleList(nn.Linear(n_features, n_features, device=device)
+                                           for _ in range(config.n_highway))
+        self.highway_transform = nn.ModuleList(nn.Linear(n_features, n_features, device=device)
+                                               for _ in range(config.n_highway))
+        self.projection = nn.Linear(n_features, config.projection_dim, device=device)
         self.activation = torch.relu if config.activation == "relu" else torch.tanh
 
     def forward(self, char_ids: torch.Tensor, precision: str = "float32") -> torch.Tensor:
@@ -103,14 +112,15 @@ class LstmpStack(nn.Module):
     input left to right: the caller reverses the backward direction's input.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.config = config
         P, C, L = config.projection_dim, config.lstm_dim, config.n_layers
-        self.input_weight = nn.ParameterList(nn.Parameter(torch.empty(2, P, 4 * C)) for _ in range(L))
-        self.recurrent_weight = nn.ParameterList(nn.Parameter(torch.empty(2, P, 4 * C)) for _ in range(L))
-        self.bias = nn.ParameterList(nn.Parameter(torch.zeros(2, 4 * C)) for _ in range(L))
-        self.projection_weight = nn.ParameterList(nn.Parameter(torch.empty(2, C, P)) for _ in range(L))
+        self.input_weight = nn.ParameterList(nn.Parameter(torch.empty(2, P, 4 * C, device=device)) for _ in range(L))
+        self.recurrent_weight = nn.ParameterList(nn.Parameter(torch.empty(2, P, 4 * C, device=device))
+                                                 for _ in range(L))
+        self.bias = nn.ParameterList(nn.Parameter(torch.zeros(2, 4 * C, device=device)) for _ in range(L))
+        self.projection_weight = nn.ParameterList(nn.Parameter(torch.empty(2, C, P, device=device)) for _ in range(L))
         for weight in [*self.input_weight, *self.recurrent_weight, *self.projection_weight]:
             nn.init.uniform_(weight, -0.05, 0.05)
         self.dropout = 0.0
@@ -269,20 +279,25 @@ def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
 class ElmoBiLM(nn.Module):
     """The whole ELMo model: token encoder, forward and backward LSTMP language models, softmax."""
 
-    def __init__(self, config: ModelConfig, vocab_size: int | None = None) -> None:
-        """Build a model of the given shape; `vocab_size` adds a softmax (for training)."""
+    def __init__(
+        self, config: ModelConfig, vocab_size: int | None = None, *, device: torch.device | str | None = None
+    ) -> None:
+        """Build a model of the given shape; `vocab_size` adds a softmax (for training).
+
+        `device="meta"` builds it without memory or initialisation, for loading weights into.
+        """
         super().__init__()
         self.config = config
-        self.token_encoder = TokenEncoder(config)
-        self.lstm = LstmpStack(config)
+        self.token_encoder = TokenEncoder(config, device)
+        self.lstm = LstmpStack(config, device)
         self.softmax: nn.Linear | None = None
         """Word softmax shared by both directions: logits = m @ W.T + b, W `(V, P)`."""
         if vocab_size:
-            self.add_softmax(vocab_size)
+            self.add_softmax(vocab_size, device)
 
-    def add_softmax(self, vocab_size: int) -> None:
+    def add_softmax(self, vocab_size: int, device: torch.device | str | None = None) -> None:
         """Attach a freshly initialised softmax over `vocab_size` words."""
-        self.softmax = nn.Linear(self.config.projection_dim, vocab_size)
+        self.softmax = nn.Linear(self.config.projection_dim, vocab_size, device=device)
         nn.init.normal_(self.softmax.weight, std=1.0 / self.config.projection_dim**0.5)
         nn.init.zeros_(self.softmax.bias)
 
