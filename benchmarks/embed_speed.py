@@ -7,7 +7,12 @@ process: load through the public API (timed), one warm-up pass, then `--passes` 
 is measured against `reference_layers` below: a plain per-step float32 forward pass written from
 ELMO.md, reading the hdf5 file itself, that shares no code with the library.
 
+Each configuration runs in `--repeats` processes (round robin), so the figures are medians over
+several processes; the CPU share column (the process's CPU time over wall time and threads) drops
+below about 0.95 when another job competes for the cores.
+
 Run: nice python benchmarks/embed_speed.py [--sizes original small] [--precisions float32 bfloat16]
+     [--passes 3] [--repeats 3] [--cache]
 """
 
 from __future__ import annotations
@@ -190,7 +195,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["original", "small"], choices=list(SIZES))
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
-    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--passes", type=int, default=3, help="timed passes per process, after one warm-up")
+    parser.add_argument("--repeats", type=int, default=3, help="processes per configuration (peak RSS: the largest)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cache", action="store_true", help="also run with the token-vector cache on")
     parser.add_argument("--folder", help="reuse a folder of weights and references (created when missing)")
@@ -208,26 +214,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(args.folder or temporary)
         folder.mkdir(parents=True, exist_ok=True)
-        rows = []
         for size in args.sizes:
             if not (folder / f"{size}_reference.npz").is_file():
                 write_random_model(size, folder)
                 subprocess.run([sys.executable, __file__, "--child", "reference", "--size", size,
                                 "--folder", str(folder)], check=True)
-            for precision in args.precisions:
-                for cache in ([False, True] if args.cache else [False]):
-                    command = [sys.executable, __file__, "--child", "run", "--size", size, "--precision", precision,
-                               "--folder", str(folder), "--passes", str(args.passes),
-                               "--batch-size", str(args.batch_size)] + (["--cache-on"] if cache else [])
-                    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                    rows.append(json.loads(output.strip().splitlines()[-1]))
-                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-        print("| precision | size | token cache | tokens/s (median) | peak RSS | load | max abs diff | mean cosine |")
-        print("|---|---|---|---:|---:|---:|---:|---:|")
-        for r in rows:
-            print(f"| {r['precision']} | {r['size']} | {'on' if r['cache'] else 'off'} | {r['tokens_per_s']:,.0f} | "
-                  f"{r['peak_rss_mb']:,.0f} MB | {r['load_s']:.2f} s | {r['max_abs_diff']:.1e} | "
-                  f"{r['mean_cosine']:.6f} |")
+        configurations = [(precision, size, cache) for precision in args.precisions for size in args.sizes
+                          for cache in ([False, True] if args.cache else [False])]
+        runs: dict[tuple, list[dict]] = {c: [] for c in configurations}
+        for _ in range(args.repeats):  # round robin, so that a disturbance spreads over all configurations
+            for precision, size, cache in configurations:
+                command = [sys.executable, __file__, "--child", "run", "--size", size, "--precision", precision,
+                           "--folder", str(folder), "--passes", str(args.passes),
+                           "--batch-size", str(args.batch_size)] + (["--cache-on"] if cache else [])
+                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                runs[(precision, size, cache)].append(json.loads(output.strip().splitlines()[-1]))
+                print(output.strip().splitlines()[-1], file=sys.stderr, flush=True)
+        print(f"{args.repeats} processes x {args.passes} timed passes per configuration, batch {args.batch_size}, "
+              f"{runs[configurations[0]][0]['threads']} threads; tokens/s: median over all passes")
+        print("| precision | size | token cache | tokens/s | peak RSS | load | max abs diff | mean cosine | CPU share |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+        for (precision, size, cache), results in runs.items():
+            speeds = [speed for r in results for speed in r["all_tokens_per_s"]]
+            shares = [share for r in results for share in r["cpu_share"]]
+            print(f"| {precision} | {size} | {'on' if cache else 'off'} | {statistics.median(speeds):,.0f} | "
+                  f"{max(r['peak_rss_mb'] for r in results):,.0f} MB | "
+                  f"{statistics.median(r['load_s'] for r in results):.2f} s | "
+                  f"{max(r['max_abs_diff'] for r in results):.1e} | {results[0]['mean_cosine']:.6f} | "
+                  f"{min(shares):.2f}-{max(shares):.2f} |")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids
 from .errors import ElmoError
-from .inference import PRECISIONS
+from .inference import PRECISIONS, keep_weights_in
 from .io.atomic import atomic_path
 from .model import ElmoBiLM
 from .state import RowStates
@@ -72,7 +72,8 @@ class Embedder:
             device: where the model runs.
             precision: "float32" (exact) or "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: about twice as fast where the CPU has bfloat16 instructions; mean cosine
-                to float32 about 0.9999).
+                to float32 about 0.99999). A model the embedder loads itself then keeps its
+                weight matrices in bfloat16 (half the memory; `self.model` is for inference only).
             token_cache: keep each token string's context-free vector across batches (True for up
                 to 50,000 tokens, or the number to keep); exact, it saves the character CNN.
         """
@@ -86,6 +87,7 @@ class Embedder:
 
                 model = bundled_model_path()
             model = load_model(model, options_file, weight_file)
+            keep_weights_in(model, precision)  # our own model: bfloat16 weights instead of copies beside them
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size

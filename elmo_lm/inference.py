@@ -109,6 +109,30 @@ def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str
     return {**views, **cache[key][1]}
 
 
+def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
+    """Convert a model used only for inference to keep its weight matrices in `precision`.
+
+    The kernels then read the weights as they are instead of caching a converted copy beside
+    them: bfloat16 halves the model's memory. Biases stay float32. The LSTM weights are stored
+    in the transposed layout the bfloat16 loop reads (same shape and state-dict keys, other
+    strides). Such a model no longer runs the float32 autograd path (the embedder does this only
+    to a model it loaded itself).
+    """
+    dtype = matmul_dtype(precision)
+    if dtype == torch.float32:
+        return
+    with torch.no_grad():
+        for name, parameter in model.token_encoder.named_parameters():
+            if name.endswith("weight"):
+                parameter.data = parameter.data.to(dtype)
+        lstm = model.lstm
+        for weights in (lstm.input_weight, lstm.recurrent_weight, lstm.projection_weight):
+            for parameter in weights:
+                parameter.data = parameter.data.transpose(-1, -2).to(dtype).contiguous().transpose(-1, -2)
+    for module in (model.token_encoder, lstm):
+        module.__dict__.pop("_cast_cache", None)
+
+
 # ---- token encoder ----
 
 def content_extent(char_ids: torch.Tensor) -> torch.Tensor:

@@ -164,3 +164,20 @@ def test_stateful_embedder_uses_the_general_path_and_matches_autograd():
         second = model(batch_to_ids(SENTENCES), state=first.state)
     for row, sentence in enumerate(SENTENCES):
         np.testing.assert_allclose(got[row], second.layers[row, :, : len(sentence)].detach().numpy(), atol=1e-5)
+
+
+def test_bfloat16_embedder_keeps_its_own_model_in_bfloat16(tmp_path):
+    """Loaded by the embedder itself: the weight matrices are converted in place, not copied."""
+    from elmo_lm.io import save_allennlp_weights
+
+    model = _model(lstm_dim=64, projection_dim=32)
+    save_allennlp_weights(model.config, model.state_dict(), tmp_path / "options.json", tmp_path / "weights.hdf5")
+    owned = Embedder(options_file=tmp_path / "options.json", weight_file=tmp_path / "weights.hdf5",
+                     precision="bfloat16")
+    assert owned.model.lstm.recurrent_weight[0].dtype == torch.bfloat16
+    assert owned.model.lstm.bias[0].dtype == torch.float32
+    assert tuple(owned.model.lstm.recurrent_weight[0].shape) == (2, 32, 256)  # same shape, other strides
+    borrowed = Embedder(model, precision="bfloat16")
+    assert model.lstm.recurrent_weight[0].dtype == torch.float32  # a model passed in is left alone
+    for a, b in zip(owned.encode(SENTENCES), borrowed.encode(SENTENCES)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
