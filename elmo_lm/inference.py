@@ -191,27 +191,32 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
     order = torch.argsort(extent)  # (N,), shortest first
     extents = extent[order].tolist()
     F_ = config.n_filters
+    group = max(1, chunk_bytes // (4 * 4 * F_))  # tokens whose highway layers run together (4 (n, F) buffers)
 
     def bytes_per_token(K: int) -> int:  # the window matrix and the matmul output of one token
-        return 4 * K * (widest * e + F_) + 12 * F_
+        return 4 * K * (widest * e + F_)
 
-    for start, end in _chunks(extents, bytes_per_token, chunk_bytes):
-        rows = order[start:end]  # (n,)
-        n, K = end - start, extents[end - 1]  # windows start at 0 .. K-1
-        ids = char_ids[rows, : min(S, K + widest - 1)]  # (n, span)
-        if K + widest - 1 > S:  # windows near the end read past the last slot: padding, times zero taps
-            ids = F.pad(ids, (0, K + widest - 1 - S), value=PAD_ID)
-        chars = F.embedding(ids, table)  # (n, K + widest - 1, e)
-        windows = chars.unfold(1, widest, 1).transpose(2, 3).reshape(n * K, widest * e)  # (n*K, widest*e)
-        responses = torch.mm(windows, window_weight).view(n, K, F_)  # (n, K, F)
-        if K > S - widest:  # some windows run past the last slot for the wider filters: not windows at all
-            valid = torch.arange(K)[:, None] <= S - widths[None, :]  # (K, F)
-            responses = responses.masked_fill(~valid, float("-inf"))
-        features = responses.amax(dim=1).float()  # (n, F)
-        # An all-padding window exists in every token of the chunk for filters with K <= S - w.
-        joins = (K <= S - widths).to(features.device)  # (F,)
-        features = torch.where(joins, torch.maximum(features, padding), features) + bias  # (n, F)
-        output[rows] = _highway_and_projection(encoder, weights, features, dtype)  # (n, P)
+    for first in range(0, N, group):
+        last = min(N, first + group)
+        features = torch.empty(last - first, F_, device=char_ids.device)  # (g, F)
+        for start, end in _chunks(extents[first:last], bytes_per_token, chunk_bytes):
+            rows = order[first + start : first + end]  # (n,)
+            n, K = end - start, extents[first + end - 1]  # windows start at 0 .. K-1
+            ids = char_ids[rows, : min(S, K + widest - 1)]  # (n, span)
+            if K + widest - 1 > S:  # windows near the end read past the last slot: padding, times zero taps
+                ids = F.pad(ids, (0, K + widest - 1 - S), value=PAD_ID)
+            chars = F.embedding(ids, table)  # (n, K + widest - 1, e)
+            windows = chars.unfold(1, widest, 1).transpose(2, 3).reshape(n * K, widest * e)  # (n*K, widest*e)
+            responses = torch.mm(windows, window_weight).view(n, K, F_)  # (n, K, F)
+            if K > S - widest:  # some windows run past the last slot for the wider filters: not windows at all
+                valid = torch.arange(K)[:, None] <= S - widths[None, :]  # (K, F)
+                responses = responses.masked_fill(~valid, float("-inf"))
+            features[start:end] = responses.amax(dim=1)  # (n, F)
+            # An all-padding window exists in every token of the chunk for filters with K <= S - w.
+            joins = (K <= S - widths).to(features.device)  # (F,)
+            features[start:end] = torch.where(joins, torch.maximum(features[start:end], padding), features[start:end])
+        features += bias
+        output[order[first:last]] = _highway_and_projection(encoder, weights, features, dtype)  # (g, P)
     return output
 
 
@@ -223,15 +228,20 @@ def _padding_window(table: torch.Tensor, window_weight: torch.Tensor) -> torch.T
 
 def _highway_and_projection(encoder: TokenEncoder, weights: dict[str, torch.Tensor], features: torch.Tensor,
                             dtype: torch.dtype) -> torch.Tensor:
-    """Activation, highway layers and projection of max-pooled features `(n, F)` -> `(n, P)`."""
-    x = encoder.activation(features)  # (n, F), float32
+    """Activation, highway layers and projection of max-pooled features `(n, F)` (overwritten) -> `(n, P)`.
+
+    In place, with the autograd path's arithmetic: `x = g * t + (1 - g) * x`.
+    """
+    x = features.relu_() if encoder.config.activation == "relu" else features.tanh_()  # (n, F), float32
     for k in range(encoder.config.n_highway):
         x_low = x.to(dtype)
-        gate = torch.sigmoid(F.linear(x_low, weights[f"highway_carry.{k}.weight"],
-                                      weights[f"highway_carry.{k}.bias"]).float())  # (n, F)
-        transform = torch.relu(F.linear(x_low, weights[f"highway_transform.{k}.weight"],
-                                        weights[f"highway_transform.{k}.bias"]).float())  # (n, F)
-        x = gate * transform + (1 - gate) * x  # (n, F)
+        gate = F.linear(x_low, weights[f"highway_carry.{k}.weight"], weights[f"highway_carry.{k}.bias"])  # (n, F)
+        gate = gate.float().sigmoid_()
+        transform = F.linear(x_low, weights[f"highway_transform.{k}.weight"], weights[f"highway_transform.{k}.bias"])
+        del x_low
+        transform = transform.float().relu_().mul_(gate)  # (n, F): g * t
+        x = transform.add_(gate.neg_().add_(1).mul_(x))  # (n, F): g * t + (1 - g) * x
+        del gate
     return F.linear(x.to(dtype), weights["projection.weight"], weights["projection.bias"]).float()  # (n, P)
 
 
