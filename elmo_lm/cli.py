@@ -58,10 +58,18 @@ def _open_model(model_dir, options_file, weight_file):
 @click.option("--stateful", is_flag=True,
               help="Reference behaviour: batches in file order, each row carrying its LSTM state to the next batch.")
 @click.option("--tokenize", is_flag=True, help="Input is raw text: split each line with the built-in tokenizer.")
+@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+              help="bfloat16: matmuls in bfloat16 (cell state and clips in float32), about twice as fast on "
+                   "CPUs with bfloat16 instructions; agrees with float32 to about 3 significant digits.")
+@click.option("--token-cache", is_flag=True,
+              help="Keep each word's context-free vector across batches (up to 50,000 words): exact, faster on "
+                   "real text.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads (default: PyTorch's choice, one per core). Use 1 when other jobs share the cores.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def embed_command(input_file, output_file, model_dir, options_file, weight_file, layers, batch_size, stateful,
-                  tokenize, overwrite, quiet):
+                  tokenize, precision, token_cache, threads, overwrite, quiet):
     """Embed INPUT (UTF-8 text, one sentence per line) into OUTPUT (HDF5).
 
     OUTPUT gets one float32 dataset per input line, named by its 0-based line number ("0", "1",
@@ -69,12 +77,19 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
     (JSON: sentence -> line number). Empty lines give (L+1, 0, 2P). Stateless by default: each
     sentence gets the same vectors whatever its neighbours. OUTPUT appears only when complete.
     """
+    import torch
+
     from .embed import Embedder
+    from .inference import keep_weights_in
 
     if Path(output_file).exists() and not overwrite:
         raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
+    if threads is not None:
+        torch.set_num_threads(threads)
     model = _open_model(model_dir, options_file, weight_file)
-    embedder = Embedder(model, batch_size=batch_size, stateful=stateful)
+    keep_weights_in(model, precision)  # this process's own model: no float32 copy kept beside bfloat16
+    embedder = Embedder(model, batch_size=batch_size, stateful=stateful, precision=precision,
+                        token_cache=token_cache)
     count = embedder.embed_file(input_file, output_file, layers=layers, overwrite=overwrite, tokenize=tokenize,
                                 show_progress_bar=not quiet)
     click.echo(f"wrote {count} lines to {output_file}", err=True)

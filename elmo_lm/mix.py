@@ -95,6 +95,7 @@ class Elmo(nn.Module):
         scalar_mix_parameters: Sequence[float] | None = None,
         module: ElmoBiLM | None = None,
         stateful: bool = False,
+        precision: str = "float32",
     ) -> None:
         """Args:
             options_file, weight_file: an AllenNLP/bilm-tf model (or pass `module`). A model
@@ -109,8 +110,16 @@ class Elmo(nn.Module):
             scalar_mix_parameters: fixed (untrainable) mix weights before softmax.
             module: an already loaded `ElmoBiLM` to use instead of files.
             stateful: carry LSTM state per batch row between calls (the reference behaviour).
+            precision: "float32", or "bfloat16" matmuls in the language model (needs
+                `requires_grad=False`; about 3 significant digits, about twice as fast on CPUs
+                with bfloat16 instructions).
         """
         super().__init__()
+        if precision not in ("float32", "bfloat16"):
+            raise ElmoError(f"precision must be 'float32' or 'bfloat16', not {precision!r}")
+        if precision != "float32" and requires_grad:
+            raise ElmoError("precision='bfloat16' is for a frozen language model: use requires_grad=False")
+        self._precision = precision
         if module is None:
             from .io import load_model
 
@@ -134,7 +143,7 @@ class Elmo(nn.Module):
             # Row 0 of word_inputs is padding; the boundary vectors are appended after the words.
             with torch.no_grad():
                 ids = batch_to_ids([list(vocab_to_cache) + ["<S>", "</S>"]])[0]  # (V+2, 50)
-                self._word_cache = module.token_encoder(ids).detach()  # (V+2, P)
+                self._word_cache = module.token_encoder(ids, precision).detach()  # (V+2, P)
 
     def get_output_dim(self) -> int:
         """Width of each representation: 2P."""
@@ -165,7 +174,7 @@ class Elmo(nn.Module):
         else:
             batch = inputs.shape[0]
             initial = self._states.initial(model.lstm, batch, model.lstm.bias[0]) if self._states else None
-            output = model(inputs, state=initial, keep_boundaries=True)
+            output = model(inputs, state=initial, keep_boundaries=True, precision=self._precision)
             if self._states is not None:
                 self._states.update(output.state)
             layers, mask = output.layers, output.mask  # (B, L+1, T+2, 2P), (B, T+2)
@@ -191,7 +200,7 @@ class Elmo(nn.Module):
         tokens[torch.arange(B), lengths + 1] = cache[-1]
         wrapped_mask = torch.arange(T + 2)[None, :] < (lengths + 2)[:, None]  # (B, T+2)
         initial = self._states.initial(model.lstm, B, tokens) if self._states else None
-        output = model.contextualize(tokens, wrapped_mask, initial, keep_boundaries=True)
+        output = model.contextualize(tokens, wrapped_mask, initial, keep_boundaries=True, precision=self._precision)
         if self._states is not None:
             self._states.update(output.state)
         return output.layers, output.mask

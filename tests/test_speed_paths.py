@@ -181,3 +181,41 @@ def test_bfloat16_embedder_keeps_its_own_model_in_bfloat16(tmp_path):
     assert model.lstm.recurrent_weight[0].dtype == torch.float32  # a model passed in is left alone
     for a, b in zip(owned.encode(SENTENCES), borrowed.encode(SENTENCES)):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_elmo_module_in_bfloat16_is_close_to_float32():
+    from elmo_lm import Elmo
+
+    model = _model(lstm_dim=64, projection_dim=32)
+    ids = batch_to_ids(SENTENCES)
+    exact = Elmo(None, None, 1, dropout=0.0, module=model)(ids)["elmo_representations"][0]
+    approximate = Elmo(None, None, 1, dropout=0.0, module=model, precision="bfloat16")(ids)["elmo_representations"][0]
+    mask = batch_to_ids(SENTENCES).gt(0).any(-1)
+    cosine = torch.nn.functional.cosine_similarity(exact[mask], approximate[mask], dim=-1)
+    assert approximate.dtype == torch.float32 and cosine.mean() >= 0.999
+
+
+def test_cli_embed_precision_and_token_cache(tmp_path):
+    import subprocess
+    import sys
+
+    import h5py
+
+    from conftest import ALLENNLP
+
+    (tmp_path / "in.txt").write_text("The cat sat on the mat .\n\nthe cat , the mat and the cat .\n")
+    outputs = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / f"{precision}.hdf5"
+        result = subprocess.run([sys.executable, "-m", "elmo_lm", "embed", str(tmp_path / "in.txt"), str(out),
+                                 "--options", str(ALLENNLP / "options.json"), "--weights",
+                                 str(ALLENNLP / "lm_weights.hdf5"), "--precision", precision, "--token-cache",
+                                 "--threads", "1", "-q"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        with h5py.File(out, "r") as h5:
+            outputs[precision] = [h5[str(i)][...] for i in range(3)]
+    for a, b in zip(outputs["float32"], outputs["bfloat16"]):
+        assert a.shape == b.shape and b.dtype == np.float32
+        if a.size:
+            cosine = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+            assert cosine.mean() >= 0.999 and 0 < np.abs(a - b).max() < 0.1
