@@ -42,6 +42,9 @@ PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 PAD_ID = PAD_CHAR + 1
 """The padding character after the inference shift of +1."""
 
+MAX_CHUNK_ROWS = 1024
+"""At most this many packed rows per input-projection chunk: larger matmuls gain nothing more."""
+
 GATHER_ROWS = 16384
 """Rows copied per step when filling the output's token layer (bounds the temporary)."""
 
@@ -342,7 +345,7 @@ def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride
         h0 = state.h[:, picked][:, :, plan.order].float()  # (L, D, B, P), sorted rows
         c0 = state.c[:, picked][:, :, plan.order].float()  # (L, D, B, C)
     row_bytes = D * 4 * C * torch.finfo(dtype).bits // 8  # one packed row of input gates
-    max_rows = max(1, chunk_bytes // row_bytes)
+    max_rows = max(1, min(MAX_CHUNK_ROWS, chunk_bytes // row_bytes))
     transposed = dtype != torch.float32
     weights = _lstm_weights(lstm, dtype, transposed)
     final_h, final_c = [], []
