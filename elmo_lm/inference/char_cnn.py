@@ -1,0 +1,135 @@
+"""The character CNN, highway layers and projection for inference (exact in float32).
+
+All convolutions run as one matmul over windows of the widest filter width (narrower filters get
+zero taps). A window that starts at or after a token's last character is all padding and has the
+same value for every token: tokens are sorted by length, each chunk is cut to its longest token,
+and that padding window's value is computed once and joins the max. Memory stays bounded by the
+chunk budget; the full `(tokens, positions, filters)` activations never exist at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from ..chars import PAD_CHAR
+from .workspace import cast_weights, matmul_dtype
+
+if TYPE_CHECKING:
+    from ..model import TokenEncoder
+
+PAD_ID = PAD_CHAR + 1
+"""The padding character after the inference shift of +1."""
+
+
+def content_extent(char_ids: torch.Tensor) -> torch.Tensor:
+    """`(N,)`: the number of leading slots of each token `(N, S)` up to its last non-padding char."""
+    S = char_ids.shape[1]
+    positions = torch.arange(1, S + 1, device=char_ids.device)  # (S,)
+    return ((char_ids != PAD_ID) * positions).amax(dim=1).clamp_(min=1)  # (N,)
+
+
+def _chunks(extents: list[int], bytes_per_token: Callable[[int], int], budget: int) -> Iterator[tuple[int, int]]:
+    """(start, end) over tokens sorted by extent: chunks whose work fits `budget` at their longest extent."""
+    start, N = 0, len(extents)
+    while start < N:
+        end = min(N, start + max(1, budget // bytes_per_token(extents[start])))
+        end = min(end, start + max(1, budget // bytes_per_token(extents[end - 1])))
+        yield start, end
+        start = end
+
+
+def _window_weights(encoder: TokenEncoder, weights: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """All convolutions as one matrix over windows of the widest width: `(widest * e, F)` (rows
+    (tap, char dim); taps past a filter's width are zero) and the biases `(F,)`."""
+    filters = encoder.config.filters
+    widest = max(width for width, _ in filters)
+    blocks = []
+    for i, (width, count) in enumerate(filters):
+        kernel = weights[f"convolutions.{i}.weight"]  # (n_i, e, w)
+        kernel = F.pad(kernel, (0, widest - width))  # (n_i, e, widest)
+        blocks.append(kernel.permute(2, 1, 0).reshape(-1, count))  # (widest * e, n_i)
+    biases = torch.cat([weights[f"convolutions.{i}.bias"] for i in range(len(filters))])  # (F,)
+    return torch.cat(blocks, dim=1).contiguous(), biases.float()
+
+
+def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, precision: str,
+                            chunk_bytes: int) -> torch.Tensor:
+    """Token vectors `(N, P)` for character ids `(N, S)`, equal to `TokenEncoder`'s autograd path.
+
+    All convolutions run as one matmul over windows of the widest width (narrower filters have
+    zero taps), and only over windows that start inside a chunk's longest token (tokens sorted
+    by length): a window starting at or after a token's last character is all padding and has
+    one value for every token, computed once. Max over windows, then the bias and activation.
+    """
+    config = encoder.config
+    dtype = matmul_dtype(precision)
+    weights = cast_weights(encoder, dtype)
+    N, S = char_ids.shape
+    e, widths = config.char_embed_dim, torch.tensor([w for w, n in config.filters for _ in range(n)])  # (F,)
+    widest = int(widths.max())
+    output = torch.empty(N, config.projection_dim, device=char_ids.device)  # (N, P)
+    if N == 0:
+        return output
+    window_weight, bias = _window_weights(encoder, weights)  # (widest * e, F), (F,)
+    table = weights["char_embedding.weight"]  # (262, e)
+    padding = _padding_window(table, window_weight)  # (F,)
+    extent = content_extent(char_ids)  # (N,)
+    order = torch.argsort(extent)  # (N,), shortest first
+    extents = extent[order].tolist()
+    F_ = config.n_filters
+    group = max(1, chunk_bytes // (4 * 4 * F_))  # tokens whose highway layers run together (4 (n, F) buffers)
+
+    def bytes_per_token(K: int) -> int:  # the window matrix and the matmul output of one token
+        return 4 * K * (widest * e + F_)
+
+    for first in range(0, N, group):
+        last = min(N, first + group)
+        features = torch.empty(last - first, F_, device=char_ids.device)  # (g, F)
+        for start, end in _chunks(extents[first:last], bytes_per_token, chunk_bytes):
+            rows = order[first + start : first + end]  # (n,)
+            n, K = end - start, extents[first + end - 1]  # windows start at 0 .. K-1
+            ids = char_ids[rows, : min(S, K + widest - 1)]  # (n, span)
+            if K + widest - 1 > S:  # windows near the end read past the last slot: padding, times zero taps
+                ids = F.pad(ids, (0, K + widest - 1 - S), value=PAD_ID)
+            chars = F.embedding(ids, table)  # (n, K + widest - 1, e)
+            windows = chars.unfold(1, widest, 1).transpose(2, 3).reshape(n * K, widest * e)  # (n*K, widest*e)
+            responses = torch.mm(windows, window_weight).view(n, K, F_)  # (n, K, F)
+            if K > S - widest:  # some windows run past the last slot for the wider filters: not windows at all
+                valid = torch.arange(K)[:, None] <= S - widths[None, :]  # (K, F)
+                responses = responses.masked_fill(~valid, float("-inf"))
+            features[start:end] = responses.amax(dim=1)  # (n, F)
+            # An all-padding window exists in every token of the chunk for filters with K <= S - w.
+            joins = (K <= S - widths).to(features.device)  # (F,)
+            features[start:end] = torch.where(joins, torch.maximum(features[start:end], padding), features[start:end])
+        features += bias
+        output[order[first:last]] = _highway_and_projection(encoder, weights, features, dtype)  # (g, P)
+    return output
+
+
+def _padding_window(table: torch.Tensor, window_weight: torch.Tensor) -> torch.Tensor:
+    """`(F,)`: each convolution (without bias) over padding characters alone."""
+    pad = table[PAD_ID].repeat(window_weight.shape[0] // table.shape[1])  # (widest * e,)
+    return (pad[None, :] @ window_weight)[0].float()  # (F,)
+
+
+def _highway_and_projection(encoder: TokenEncoder, weights: dict[str, torch.Tensor], features: torch.Tensor,
+                            dtype: torch.dtype) -> torch.Tensor:
+    """Activation, highway layers and projection of max-pooled features `(n, F)` (overwritten) -> `(n, P)`.
+
+    In place, with the autograd path's arithmetic: `x = g * t + (1 - g) * x`.
+    """
+    x = features.relu_() if encoder.config.activation == "relu" else features.tanh_()  # (n, F), float32
+    for k in range(encoder.config.n_highway):
+        x_low = x.to(dtype)
+        gate = F.linear(x_low, weights[f"highway_carry.{k}.weight"], weights[f"highway_carry.{k}.bias"])  # (n, F)
+        gate = gate.float().sigmoid_()
+        transform = F.linear(x_low, weights[f"highway_transform.{k}.weight"], weights[f"highway_transform.{k}.bias"])
+        del x_low
+        transform = transform.float().relu_().mul_(gate)  # (n, F): g * t
+        x = transform.add_(gate.neg_().add_(1).mul_(x))  # (n, F): g * t + (1 - g) * x
+        del gate
+    return F.linear(x.to(dtype), weights["projection.weight"], weights["projection.bias"]).float()  # (n, P)

@@ -1,0 +1,102 @@
+"""What the inference kernels keep between calls: work buffers, and weights in the matmul precision."""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..model import ElmoBiLM
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""The names `precision` accepts and the matmul dtype each selects."""
+
+_scratch = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A work buffer of this thread, reused from call to call (uninitialised).
+
+    Large fresh allocations come from new pages, and the first touch of each page costs as much
+    as a matmul over it; reusing the buffer avoids that. Buffers of one name share memory.
+    """
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    key = (name, dtype, device, torch.is_inference_mode_enabled())
+    numel = math.prod(shape)
+    buffer = buffers.get(key)
+    if buffer is None or buffer.numel() < numel:
+        buffers.pop(key, None)  # release the smaller buffer first
+        buffer = buffers[key] = torch.empty(numel, dtype=dtype, device=device)
+    return buffer[:numel].view(shape)
+
+
+def release_scratch() -> None:
+    """Free this thread's work buffers (they are otherwise kept for the next call)."""
+    _scratch.__dict__.pop("buffers", None)
+
+
+def matmul_dtype(precision: str) -> torch.dtype:
+    """The dtype of the matmuls for a precision name; raises ValueError for an unknown name."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
+    return PRECISIONS[precision]
+
+
+def needs_autograd(module: nn.Module, *tensors: torch.Tensor | None) -> bool:
+    """True when grad mode is on and the module's parameters or any given tensor require grad."""
+    if not torch.is_grad_enabled():
+        return False
+    if any(t is not None and t.requires_grad for t in tensors):
+        return True
+    return any(p.requires_grad for p in module.parameters())
+
+
+def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str] = frozenset()
+                 ) -> dict[str, torch.Tensor]:
+    """The module's parameters by name, detached, in `dtype`; those named in `transpose` with their
+    last two dimensions swapped and made contiguous.
+
+    A parameter already in that dtype and layout is returned as is (float32 weights are never
+    copied); the others are copies cached on the module (a plain attribute, outside the state
+    dict), rebuilt when a parameter changes.
+    """
+    named = dict(module.named_parameters())
+    views = {name: (p.detach().transpose(-1, -2) if name in transpose else p.detach()) for name, p in named.items()}
+    needed = {name for name, v in views.items() if v.dtype != dtype or not v.is_contiguous()}
+    if not needed:
+        return views
+    signature = tuple((p.data_ptr(), p._version, name in needed) for name, p in named.items())
+    key = (dtype, transpose)
+    cache = module.__dict__.setdefault("_cast_cache", {})
+    if key not in cache or cache[key][0] != signature:
+        cache.pop(key, None)  # release the old copies before making new ones
+        cache[key] = (signature, {name: views[name].to(dtype).contiguous() for name in needed})
+    return {**views, **cache[key][1]}
+
+
+def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
+    """Convert a model used only for inference to keep its weight matrices in `precision`.
+
+    The kernels then read the weights as they are instead of caching a converted copy beside
+    them: bfloat16 halves the model's memory. Biases stay float32. The LSTM weights are stored
+    in the transposed layout the bfloat16 loop reads (same shape and state-dict keys, other
+    strides). Such a model no longer runs the float32 autograd path (the embedder does this only
+    to a model it loaded itself).
+    """
+    dtype = matmul_dtype(precision)
+    if dtype == torch.float32:
+        return
+    with torch.no_grad():
+        for name, parameter in model.token_encoder.named_parameters():
+            if name.endswith("weight"):
+                parameter.data = parameter.data.to(dtype)
+        lstm = model.lstm
+        for weights in (lstm.input_weight, lstm.recurrent_weight, lstm.projection_weight):
+            for parameter in weights:
+                parameter.data = parameter.data.transpose(-1, -2).to(dtype).contiguous().transpose(-1, -2)
+    for module in (model.token_encoder, lstm):
+        module.__dict__.pop("_cast_cache", None)
