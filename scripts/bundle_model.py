@@ -1,0 +1,148 @@
+"""Turn a training run into the model folder that ships inside the package.
+
+    nice -n 19 python scripts/bundle_model.py runs/elmo-en-small          # -> elmo_lm/pretrained/elmo-en-small/
+
+Writes `config.json` + `model.safetensors` (+ `vocab.txt`, the training vocabulary) with the
+weights stored as float16 and, by default, without the softmax: embedding never uses it, and it
+is the largest single matrix (V x P; 55,989 x 128 = 7.2M parameters for elmo-en-small, 14 MB
+in float16, against about 14 MB for all the rest). `elmo train --init` adds a fresh softmax to a
+model that has none, so continued training still works from the bundled folder.
+
+The folder is built beside the target under a hidden temporary name, loaded back and compared
+with the run's float32 model on a test sentence, and only then renamed into place (an existing
+folder is replaced; an interrupted run leaves the old one). The script refuses a result larger
+than --max-mb, so an oversized model never lands in the wheel by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from elmo_lm.bundled import BUNDLED_MODEL  # noqa: E402
+from elmo_lm.embed import Embedder  # noqa: E402
+from elmo_lm.errors import ElmoError  # noqa: E402
+from elmo_lm.export import bilm_tf_options, load_run_model, run_config  # noqa: E402
+from elmo_lm.io import load_model, save_pretrained  # noqa: E402
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+TEST_SENTENCE = "The bank raised its rates , so we sat on the river bank .".split()
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the files directly in `folder`."""
+    return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+
+
+def last_records(run_dir: Path) -> tuple[dict | None, dict | None]:
+    """The last train and valid records of the run's metrics.jsonl (None where there are none)."""
+    path = run_dir / "metrics.jsonl"
+    train = valid = None
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                if record.get("split") == "train":
+                    train = record
+                elif record.get("split") == "valid":
+                    valid = record
+    return train, valid
+
+
+def compare(reference: torch.nn.Module, bundled: torch.nn.Module) -> tuple[float, float]:
+    """Max absolute difference and lowest per-token cosine of all layers on TEST_SENTENCE."""
+    a = Embedder(reference).embed_sentence(TEST_SENTENCE)  # (L+1, n, 2P)
+    b = Embedder(bundled).embed_sentence(TEST_SENTENCE)  # (L+1, n, 2P)
+    if not np.isfinite(b).all():
+        raise ElmoError("the bundled model gives non-finite vectors")
+    cosine = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)  # (L+1, n)
+    return float(np.abs(a - b).max()), float(cosine.min())
+
+
+def bundle(run_dir: Path, out: Path, dtype: torch.dtype, keep_softmax: bool, include_vocab: bool,
+           max_mb: float) -> Path:
+    """Build the folder under a temporary name beside `out`, check it, rename it to `out`."""
+    model = load_run_model(run_dir)
+    config = run_config(run_dir)
+    assert model.softmax is not None
+    vocab_size = model.softmax.out_features
+    model.config = model.config.replace(extra=bilm_tf_options(config, vocab_size))
+    reference = copy.deepcopy(model)  # the float32 model (with softmax) to compare against
+    if not keep_softmax:
+        model.softmax = None
+    for name, tensor in model.state_dict().items():
+        limit = torch.finfo(dtype).max
+        if tensor.abs().max() > limit:
+            raise ElmoError(f"{name}: values up to {float(tensor.abs().max()):g} do not fit {dtype} (max {limit:g})")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        vocab = run_dir / "vocab.txt"
+        save_pretrained(model, temporary, vocab_file=vocab if include_vocab and vocab.is_file() else None,
+                        dtype=dtype)
+        for path in temporary.iterdir():
+            path.chmod(0o644)  # atomic_path's temporary files are private (0600); a package's data is not
+        size = folder_bytes(temporary)
+        if size > max_mb * 1e6:
+            raise ElmoError(f"the folder would be {size / 1e6:.1f} MB, more than --max-mb {max_mb:g}"
+                            + ("" if not keep_softmax else " (drop --keep-softmax)"))
+        loaded = load_model(temporary)
+        if (loaded.softmax is not None) != keep_softmax:
+            raise ElmoError("the written folder does not load back with the expected softmax")
+        max_diff, min_cosine = compare(reference, loaded)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(temporary, out)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+    parameters = sum(p.numel() for p in loaded.parameters())
+    train, valid = last_records(run_dir)
+    print(f"run            {run_dir}" + (f" (step {train['step']:,}, epoch {train['epoch']})" if train else ""))
+    if valid:
+        print(f"valid ppl      {valid['ppl']:.1f} (forward {valid['forward_ppl']:.1f}, backward "
+              f"{valid['backward_ppl']:.1f}) at step {valid['step']:,}")
+    print(f"parameters     {parameters:,} ({'with' if keep_softmax else 'without'} the {vocab_size:,}-word softmax), "
+          f"stored as {str(dtype).removeprefix('torch.')}")
+    print(f"vs float32     max |difference| {max_diff:.2e}, lowest token cosine {min_cosine:.6f} (all layers)")
+    for path in sorted(out.iterdir()):
+        print(f"  {path.name:<18} {path.stat().st_size / 1e6:8.2f} MB")
+    print(f"wrote {out}: {folder_bytes(out) / 1e6:.2f} MB")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a training run folder (elmo train --out)")
+    parser.add_argument("--out", type=Path, default=BUNDLED_MODEL,
+                        help=f"model folder to write (default: the package's, {BUNDLED_MODEL})")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="storage type (default float16)")
+    parser.add_argument("--keep-softmax", action="store_true", help="keep the softmax (needed only by elmo evaluate)")
+    parser.add_argument("--no-vocab", action="store_true", help="leave out vocab.txt")
+    parser.add_argument("--max-mb", type=float, default=25.0, help="refuse a folder larger than this (default 25)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the cores are shared)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        bundle(args.run_dir, args.out, DTYPES[args.dtype], args.keep_softmax, not args.no_vocab, args.max_mb)
+    except ElmoError as error:
+        sys.exit(f"bundle_model: {error}")
+
+
+if __name__ == "__main__":
+    main()
