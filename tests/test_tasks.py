@@ -23,6 +23,7 @@ from elmo_lm.tasks import (HeadConfig, StaticVectors, TaskData, TrainSettings, b
                            encode_targets, evaluate_head, load_head, load_static_vectors, predict_ids,
                            read_classification, read_tagged, save_head, static_features, train_head)
 from elmo_lm.tasks.data import Example
+from elmo_lm.tasks.run import ModelSource
 
 from conftest import ALLENNLP, PROJECT_ROOT
 
@@ -169,6 +170,23 @@ def test_cached_layers_match_the_embedder_and_reload_from_disk(embedder, tmp_pat
     assert len(other) == 2  # different sentences: recomputed, not the stale copy
     np.testing.assert_array_equal(np.asarray(again.data), np.asarray(layers.data))  # the old mapping survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layers.json", "layers.npy"]
+
+
+def test_model_key_changes_when_the_model_is_written_again(tmp_path):
+    """The feature cache's model key follows the files, not just the path: a model exported again into
+    the same folder must not get the layers cached for the old one."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes(b"1234")
+    source = ModelSource(str(folder))
+    key = source.key()
+    assert source.key() == key
+    (folder / "notes.txt").write_text("not part of the model")
+    assert source.key() == key
+    os.utime(folder / "model.safetensors", ns=(1, 1))
+    assert source.key() != key
+    assert ModelSource(options_file=str(OPTIONS), weight_file=str(WEIGHTS)).key() != key
 
 
 # --- head folders ---------------------------------------------------------------------------

@@ -19,6 +19,9 @@ from .heads import HeadConfig, TaskHead, build_head
 from .static import StaticVectors, load_static_vectors
 from .train import TaskData, TrainSettings, encode_targets, predict_ids, score, train_head
 
+MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".hdf5")
+"""Files of a model folder that `ModelSource.key` describes (config, weights)."""
+
 DEV_SHARE = 0.1
 """Without a dev file, this share of the training examples (at least one) is held out for early stopping."""
 
@@ -51,9 +54,23 @@ class ModelSource:
         return load_model(self.model_dir, self.options_file, self.weight_file)
 
     def key(self) -> str:
-        """A description that identifies the model for feature caches."""
-        given = self.to_dict()
-        return repr(sorted(given.items())) if given else "bundled"
+        """Identifies the model for feature caches: its files' paths, sizes and modification times,
+        so a model written again into the same folder (a re-bundled or re-exported model) does not
+        reuse the layers cached for the old one."""
+        from .. import bundled
+
+        paths = [Path(value) for value in (self.model_dir, self.options_file, self.weight_file) if value]
+        files = []
+        for path in paths or [bundled.BUNDLED_MODEL]:
+            if path.is_dir():
+                files += sorted(p for p in path.iterdir() if p.suffix in MODEL_FILE_SUFFIXES and p.is_file())
+            else:
+                files.append(path)
+        described = []
+        for file in files:
+            stat = file.stat() if file.is_file() else None
+            described.append((str(file.resolve()), stat.st_size if stat else None, stat.st_mtime_ns if stat else None))
+        return repr(described)
 
 
 @dataclass
