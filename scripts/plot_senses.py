@@ -4,7 +4,8 @@ For each ambiguous word, the contextual vectors of its occurrences across senten
 projected to 2-D (PCA, per layer) and coloured by sense: layer 0 (context-free) puts every
 occurrence on one point, the LSTM layers should pull the senses apart. Each panel's title gives
 the leave-one-out nearest-neighbour sense accuracy (cosine) in that layer. With `--head`, a last
-panel shows the learned scalar-mix weights of each trained head (`elmo task train` folders).
+panel shows the learned scalar-mix weights of each trained head (`elmo task train` folders, or the
+`--heads-out` folders of scripts/evaluate_downstream.py).
 
     python scripts/plot_senses.py --model MODEL_DIR --out senses.png [--head HEAD_DIR ...]
     python scripts/plot_senses.py --options options.json --weights weights.hdf5 --out senses.png
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=Path, help="word<TAB>sense<TAB>sentence lines (default: built-in)")
     parser.add_argument("--head", type=Path, action="append", default=[], help="head folder(s) for the weights panel")
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the cores are shared)")
     args = parser.parse_args()
     try:
         import matplotlib
@@ -147,13 +149,18 @@ def main() -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("plotting needs matplotlib: pip install matplotlib")
+    import torch
+
+    torch.set_num_threads(args.threads)
     try:
         embedder = Embedder(ModelSource(args.model, args.options, args.weights).load())
         examples = read_examples(args.sentences) if args.sentences else EXAMPLES
         heads = [head_weights(folder) for folder in args.head]
         n_layers = embedder.model.config.n_output_layers
         rows = len(examples) + (1 if heads else 0)
-        figure, axes = plt.subplots(rows, n_layers, figsize=(3.6 * n_layers, 3.2 * rows), squeeze=False)
+        figure, axes = plt.subplots(rows, n_layers, figsize=(3.6 * n_layers, 3.2 * rows + 0.4), squeeze=False)
+        figure.suptitle(f"ELMo model {args.model or args.weights or 'bundled'}: occurrences of ambiguous words, "
+                        "PCA per layer", fontsize=10)
         for row, (word, by_sense) in enumerate(examples.items()):
             vectors, senses = word_vectors(embedder, word, by_sense)  # (L+1, n, 2P)
             for layer in range(n_layers):
@@ -173,18 +180,25 @@ def main() -> None:
                 print(f"{word:<8} layer {layer}: {score}")
             axes[row][0].legend(fontsize=8, loc="best")
         if heads:
-            for axis in axes[-1][1:]:
+            # One panel across the whole last row, values on the bars (weights near 1/(L+1) look alike
+            # otherwise) and the legend above the bars, not over them.
+            grid = axes[-1][0].get_gridspec()
+            for axis in axes[-1]:
                 axis.remove()
-            axis = axes[-1][0]
+            axis = figure.add_subplot(grid[-1, :])
             width = 0.8 / len(heads)
             for k, (name, weights) in enumerate(heads):
-                axis.bar(np.arange(len(weights)) + k * width, weights, width, label=name)
+                if len(weights) != n_layers:
+                    raise ElmoError(f"{name}: {len(weights)} layer weights, the model has {n_layers} layers")
+                bars = axis.bar(np.arange(len(weights)) + k * width, weights, width, label=name)
+                axis.bar_label(bars, fmt="%.3f", fontsize=7)
                 print(f"{name}: layer weights {' '.join(f'{w:.3f}' for w in weights)}")
-            axis.set_xticks(np.arange(n_layers) + width * (len(heads) - 1) / 2, [str(j) for j in range(n_layers)])
-            axis.set_xlabel("layer")
+            names = ["token layer"] + [f"LSTM layer {j}" for j in range(1, n_layers)]
+            axis.set_xticks(np.arange(n_layers) + width * (len(heads) - 1) / 2, names)
+            axis.set_ylim(0, 1.35 * max(max(weights) for _, weights in heads))  # room for the legend
             axis.set_ylabel("softmax weight")
-            axis.set_title("learned scalar-mix weights", fontsize=9)
-            axis.legend(fontsize=8)
+            axis.set_title("learned scalar-mix weights of the task heads", fontsize=9)
+            axis.legend(fontsize=8, loc="upper center", ncol=len(heads))
         figure.tight_layout()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(args.out, dpi=110)
