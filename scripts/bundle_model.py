@@ -33,8 +33,10 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from elmo_lm.bundled import BUNDLED_MODEL  # noqa: E402
 from elmo_lm.embed import Embedder  # noqa: E402
 from elmo_lm.errors import ElmoError  # noqa: E402
-from elmo_lm.export import bilm_tf_options, load_run_model, run_config  # noqa: E402
+from elmo_lm.checkpoint import CHECKPOINT_NAME, Progress, load_checkpoint  # noqa: E402
+from elmo_lm.export import bilm_tf_options, run_config  # noqa: E402
 from elmo_lm.io import load_model, save_pretrained  # noqa: E402
+from elmo_lm.model import ElmoBiLM  # noqa: E402
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 TEST_SENTENCE = "The bank raised its rates , so we sat on the river bank .".split()
@@ -45,19 +47,34 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
 
 
-def last_records(run_dir: Path) -> tuple[dict | None, dict | None]:
-    """The last train and valid records of the run's metrics.jsonl (None where there are none)."""
+def checkpoint_model(run_dir: Path) -> tuple[ElmoBiLM, Progress]:
+    """The model of the run's checkpoint (softmax included) and how far that checkpoint got.
+
+    As `elmo_lm.export.load_run_model`, but the step comes from the same read of the file: a run
+    still training may replace its checkpoint at any moment.
+    """
+    config = run_config(run_dir)
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    state = checkpoint["model"]
+    model = ElmoBiLM(config.model, vocab_size=state["softmax.weight"].shape[0])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ElmoError(f"{run_dir / CHECKPOINT_NAME}: does not fit the run's config ({error})") from None
+    return model.eval(), checkpoint["progress"]
+
+
+def last_valid_record(run_dir: Path, step: int) -> dict | None:
+    """The last validation record of metrics.jsonl at or before `step` (None if there is none)."""
     path = run_dir / "metrics.jsonl"
-    train = valid = None
+    valid = None
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 record = json.loads(line)
-                if record.get("split") == "train":
-                    train = record
-                elif record.get("split") == "valid":
+                if record.get("split") == "valid" and record.get("step", 0) <= step:
                     valid = record
-    return train, valid
+    return valid
 
 
 def compare(reference: torch.nn.Module, bundled: torch.nn.Module) -> tuple[float, float]:
@@ -73,7 +90,7 @@ def compare(reference: torch.nn.Module, bundled: torch.nn.Module) -> tuple[float
 def bundle(run_dir: Path, out: Path, dtype: torch.dtype, keep_softmax: bool, include_vocab: bool,
            max_mb: float) -> Path:
     """Build the folder under a temporary name beside `out`, check it, rename it to `out`."""
-    model = load_run_model(run_dir)
+    model, progress = checkpoint_model(run_dir)
     config = run_config(run_dir)
     assert model.softmax is not None
     vocab_size = model.softmax.out_features
@@ -112,8 +129,9 @@ def bundle(run_dir: Path, out: Path, dtype: torch.dtype, keep_softmax: bool, inc
         shutil.rmtree(old, ignore_errors=True)
 
     parameters = sum(p.numel() for p in loaded.parameters())
-    train, valid = last_records(run_dir)
-    print(f"run            {run_dir}" + (f" (step {train['step']:,}, epoch {train['epoch']})" if train else ""))
+    valid = last_valid_record(run_dir, progress.step)
+    print(f"run            {run_dir}: checkpoint of step {progress.step:,} ({progress.tokens:,} tokens, "
+          f"{progress.elapsed_s / 3600:.1f} h of training)")
     if valid:
         print(f"valid ppl      {valid['ppl']:.1f} (forward {valid['forward_ppl']:.1f}, backward "
               f"{valid['backward_ppl']:.1f}) at step {valid['step']:,}")
