@@ -128,12 +128,19 @@ def sampled_softmax_nll(
         `(N,)` losses: cross-entropy of the true word among itself and the negatives.
     """
     n_sampled = sample.ids.shape[0]
-    ids = sample.ids.to(hidden.device)
+    ids = sample.ids.to(hidden.device)  # (S,)
     true_logits = (hidden * weight[targets]).sum(-1) + bias[targets]  # (N,)
     true_logits = true_logits - sampler.log_expected_count(targets, n_sampled, sample.n_tries).to(hidden.dtype)
-    sampled_logits = F.linear(hidden, weight[ids], bias[ids])  # (N, S)
-    sampled_logits = sampled_logits - sampler.log_expected_count(ids, n_sampled, sample.n_tries).to(hidden.dtype)
-    hits = targets[:, None] == ids[None, :]  # (N, S)
-    sampled_logits = sampled_logits.masked_fill(hits, float("-inf"))
-    logits = torch.cat([true_logits[:, None], sampled_logits], dim=1)  # (N, 1 + S)
-    return torch.logsumexp(logits, dim=1) - true_logits  # (N,)
+    # The log expected counts of the negatives go into their bias: one (N, S) pass fewer.
+    sampled_bias = bias[ids] - sampler.log_expected_count(ids, n_sampled, sample.n_tries).to(hidden.dtype)  # (S,)
+    sampled_logits = F.linear(hidden, weight[ids], sampled_bias)  # (N, S)
+    # Accidental hits: the negatives are distinct, so a row has at most one; find them through
+    # each word's place in the sample instead of comparing all (N, S) pairs.
+    place = torch.full((weight.shape[0],), -1, dtype=torch.long, device=hidden.device)  # (V,)
+    place[ids] = torch.arange(n_sampled, device=hidden.device)
+    hit_rows = (place[targets] >= 0).nonzero().squeeze(1)  # (H,)
+    if hit_rows.numel():
+        # In place: the matmul's backward does not need its output.
+        sampled_logits.index_put_((hit_rows, place[targets[hit_rows]]), torch.tensor(float("-inf"), dtype=hidden.dtype))
+    # Cross-entropy of the true word among itself and the negatives, without concatenating them.
+    return torch.logaddexp(true_logits, torch.logsumexp(sampled_logits, dim=1)) - true_logits  # (N,)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from .allocator import keep_freed_memory
 from .checkpoint import CHECKPOINT_NAME, Progress, load_checkpoint, save_checkpoint
 from .corpus_check import check_corpus
 from .data import LMBatches, expand_corpus
@@ -201,6 +202,7 @@ def train(
     Raises:
         ElmoError: bad corpus, vocabulary, config, init model or run folder.
     """
+    keep_freed_memory()  # a step's large temporaries then reuse memory instead of faulting in fresh pages
     dist = setup_distributed(device)
     console = _Console(dist.is_main, quiet, log)
     try:
