@@ -36,7 +36,11 @@ ENCODER_CHUNK_BYTES = 16 * 2**20
 """Upper bound on the convolution activations the token encoder holds at once."""
 
 LSTM_CHUNK_BYTES = 64 * 2**20
-"""Upper bound on the precomputed input projection the LSTM holds at once."""
+"""Upper bound on the precomputed input projection the LSTM holds at once (training)."""
+
+INFERENCE_LSTM_CHUNK_BYTES = 16 * 2**20
+"""The same bound for inference, where it is most of the working memory (oneDNN's matmuls gain
+nothing from chunks of more than a few hundred rows)."""
 
 
 def _is_meta(device: torch.device | str | None) -> bool:
@@ -182,10 +186,10 @@ class LstmpStack(nn.Module):
         flat = grid.view(-1, 2 * P)  # (B*(L+1)*T, 2P)
         if torch.equal(lengths[0], lengths[1]):
             plan = plan_runs(lengths[0], (L + 1) * T, (False, False))
-            final = run_packed(self, flat, plan, T, state, precision, LSTM_CHUNK_BYTES)
+            final = run_packed(self, flat, plan, T, state, precision, INFERENCE_LSTM_CHUNK_BYTES)
         else:  # each direction with its own lengths
             finals = [run_packed(self, flat, plan_runs(lengths[d], (L + 1) * T, (False,)), T, state, precision,
-                                 LSTM_CHUNK_BYTES, directions=(d,)) for d in range(D)]
+                                 INFERENCE_LSTM_CHUNK_BYTES, directions=(d,)) for d in range(D)]
             final = LstmState(torch.cat([f.h for f in finals], dim=1), torch.cat([f.c for f in finals], dim=1))
         outputs = [torch.stack([grid[:, layer, :, :P], grid[:, layer, :, P:]]) for layer in range(1, L + 1)]
         return outputs, final  # each output (D, B, T, P)
@@ -199,20 +203,27 @@ class LstmpStack(nn.Module):
         input_weight, bias = self.input_weight[layer], self.bias[layer]
         steps_per_chunk = max(1, LSTM_CHUNK_BYTES // (D * B * 4 * C * x.element_size()))
         all_real = bool(mask.all())
-        outputs = x.new_empty(D, B, T, self.config.projection_dim)  # (D, B, T, P)
+        chunk_outputs = []
         for start in range(0, T, steps_per_chunk):
             x_chunk = x[:, :, start : start + steps_per_chunk]  # (D, B, Tc, P)
             Tc = x_chunk.shape[2]
             gates_from_input = torch.bmm(x_chunk.reshape(D, B * Tc, -1), input_weight)  # (D, B*Tc, 4C)
             gates_from_input = (gates_from_input + bias[:, None]).view(D, B, Tc, 4 * C)  # (D, B, Tc, 4C)
-            for t in range(Tc):
-                h_new, c_new = self.step(layer, gates_from_input[:, :, t], h, c)
+            # unbind/stack rather than indexing and assigning per step: their gradients are one
+            # stack/unbind, not a zero-filled (D, B, Tc, 4C) tensor per step.
+            step_outputs = []
+            for t, step_gates in enumerate(gates_from_input.unbind(2)):  # each (D, B, 4C)
+                h_new, c_new = self.step(layer, step_gates, h, c)
                 if not all_real:
                     real = mask[:, :, start + t, None]  # (D, B, 1)
                     h_new = torch.where(real, h_new, h)
                     c_new = torch.where(real, c_new, c)
                 h, c = h_new, c_new
-                outputs[:, :, start + t] = h
+                step_outputs.append(h)
+            chunk_outputs.append(torch.stack(step_outputs, dim=2))  # (D, B, Tc, P)
+        if not chunk_outputs:  # no steps at all
+            return h, c, x.new_empty(D, B, 0, self.config.projection_dim)
+        outputs = torch.cat(chunk_outputs, dim=2)  # (D, B, T, P)
         return h, c, outputs
 
     def step(
@@ -416,4 +427,4 @@ class ElmoBiLM(nn.Module):
             tokens = vectors[index] * mask[..., None]  # (B, T+2, P)
             return self.contextualize(tokens, mask, state, keep_boundaries, precision=precision)
         return contextualize_inference(self, vectors, index, mask, state, keep_boundaries, return_state, precision,
-                                       LSTM_CHUNK_BYTES)
+                                       INFERENCE_LSTM_CHUNK_BYTES)
