@@ -141,6 +141,14 @@ def reference_layers(options_file: Path, weight_file: Path, sentences: list[list
 
 # ---- one configuration, in its own process ----
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Unlike `ru_maxrss`, which survives fork and exec
+    and so counts the parent's memory too, VmHWM belongs to this process's own address space."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
 def run_configuration(size: str, precision: str, folder: Path, passes: int, batch_size: int, cache: bool) -> dict:
     """Load, warm up, time `passes` passes; return figures as a dict (run in a child process)."""
     from elmo_lm import Embedder
@@ -174,7 +182,7 @@ def run_configuration(size: str, precision: str, folder: Path, passes: int, batc
     return {"size": size, "precision": precision, "cache": cache, "tokens_per_s": n_tokens / statistics.median(times),
             "all_tokens_per_s": [round(n_tokens / t) for t in times], "threads": torch.get_num_threads(),
             "cpu_share": [round(b, 2) for b in busy],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             "load_s": load_seconds, "max_abs_diff": max_diff, "mean_cosine": float(np.concatenate(cosines).mean())}
 
 

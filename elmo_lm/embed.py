@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .allocator import release_free_memory
 from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids
 from .errors import ElmoError
 from .inference import PRECISIONS, keep_weights_in
@@ -87,7 +88,8 @@ class Embedder:
 
                 model = bundled_model_path()
             model = load_model(model, options_file, weight_file)
-            keep_weights_in(model, precision)  # our own model: bfloat16 weights instead of copies beside them
+            keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies
+            release_free_memory()  # the loading's temporaries
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..chars import PAD_CHAR
+from .onednn import linear
 from .workspace import cast_weights, matmul_dtype
 
 if TYPE_CHECKING:
@@ -43,8 +44,9 @@ def _chunks(extents: list[int], bytes_per_token: Callable[[int], int], budget: i
 
 
 def _window_weights(encoder: TokenEncoder, weights: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """All convolutions as one matrix over windows of the widest width: `(widest * e, F)` (rows
-    (tap, char dim); taps past a filter's width are zero) and the biases `(F,)`."""
+    """All convolutions as one matrix over windows of the widest width, in `F.linear`'s layout
+    `(F, widest * e)` (columns (tap, char dim); taps past a filter's width are zero), and the
+    biases `(F,)`."""
     filters = encoder.config.filters
     widest = max(width for width, _ in filters)
     blocks = []
@@ -53,7 +55,7 @@ def _window_weights(encoder: TokenEncoder, weights: dict[str, torch.Tensor]) -> 
         kernel = F.pad(kernel, (0, widest - width))  # (n_i, e, widest)
         blocks.append(kernel.permute(2, 1, 0).reshape(-1, count))  # (widest * e, n_i)
     biases = torch.cat([weights[f"convolutions.{i}.bias"] for i in range(len(filters))])  # (F,)
-    return torch.cat(blocks, dim=1).contiguous(), biases.float()
+    return torch.cat(blocks, dim=1).t().contiguous(), biases.float()
 
 
 def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, precision: str,
@@ -74,7 +76,7 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
     output = torch.empty(N, config.projection_dim, device=char_ids.device)  # (N, P)
     if N == 0:
         return output
-    window_weight, bias = _window_weights(encoder, weights)  # (widest * e, F), (F,)
+    window_weight, bias = _window_weights(encoder, weights)  # (F, widest * e), (F,)
     table = weights["char_embedding.weight"]  # (262, e)
     padding = _padding_window(table, window_weight)  # (F,)
     extent = content_extent(char_ids)  # (N,)
@@ -97,7 +99,7 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
                 ids = F.pad(ids, (0, K + widest - 1 - S), value=PAD_ID)
             chars = F.embedding(ids, table)  # (n, K + widest - 1, e)
             windows = chars.unfold(1, widest, 1).transpose(2, 3).reshape(n * K, widest * e)  # (n*K, widest*e)
-            responses = torch.mm(windows, window_weight).view(n, K, F_)  # (n, K, F)
+            responses = linear(windows, window_weight).view(n, K, F_)  # (n, K, F)
             if K > S - widest:  # some windows run past the last slot for the wider filters: not windows at all
                 valid = torch.arange(K)[:, None] <= S - widths[None, :]  # (K, F)
                 responses = responses.masked_fill(~valid, float("-inf"))
@@ -112,8 +114,8 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
 
 def _padding_window(table: torch.Tensor, window_weight: torch.Tensor) -> torch.Tensor:
     """`(F,)`: each convolution (without bias) over padding characters alone."""
-    pad = table[PAD_ID].repeat(window_weight.shape[0] // table.shape[1])  # (widest * e,)
-    return (pad[None, :] @ window_weight)[0].float()  # (F,)
+    pad = table[PAD_ID].repeat(window_weight.shape[1] // table.shape[1])  # (widest * e,)
+    return linear(pad[None, :], window_weight)[0].float()  # (F,)
 
 
 def _highway_and_projection(encoder: TokenEncoder, weights: dict[str, torch.Tensor], features: torch.Tensor,
@@ -125,11 +127,11 @@ def _highway_and_projection(encoder: TokenEncoder, weights: dict[str, torch.Tens
     x = features.relu_() if encoder.config.activation == "relu" else features.tanh_()  # (n, F), float32
     for k in range(encoder.config.n_highway):
         x_low = x.to(dtype)
-        gate = F.linear(x_low, weights[f"highway_carry.{k}.weight"], weights[f"highway_carry.{k}.bias"])  # (n, F)
+        gate = linear(x_low, weights[f"highway_carry.{k}.weight"], weights[f"highway_carry.{k}.bias"])  # (n, F)
         gate = gate.float().sigmoid_()
-        transform = F.linear(x_low, weights[f"highway_transform.{k}.weight"], weights[f"highway_transform.{k}.bias"])
+        transform = linear(x_low, weights[f"highway_transform.{k}.weight"], weights[f"highway_transform.{k}.bias"])
         del x_low
         transform = transform.float().relu_().mul_(gate)  # (n, F): g * t
         x = transform.add_(gate.neg_().add_(1).mul_(x))  # (n, F): g * t + (1 - g) * x
         del gate
-    return F.linear(x.to(dtype), weights["projection.weight"], weights["projection.bias"]).float()  # (n, P)
+    return linear(x.to(dtype), weights["projection.weight"], weights["projection.bias"]).float()  # (n, P)

@@ -55,22 +55,23 @@ def needs_autograd(module: nn.Module, *tensors: torch.Tensor | None) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str] = frozenset()
-                 ) -> dict[str, torch.Tensor]:
+def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str] = frozenset(),
+                 copy_transposed: bool = True) -> dict[str, torch.Tensor]:
     """The module's parameters by name, detached, in `dtype`; those named in `transpose` with their
-    last two dimensions swapped and made contiguous.
+    last two dimensions swapped (made contiguous unless `copy_transposed` is False).
 
-    A parameter already in that dtype and layout is returned as is (float32 weights are never
-    copied); the others are copies cached on the module (a plain attribute, outside the state
-    dict), rebuilt when a parameter changes.
+    A parameter already in that dtype and layout is returned as is (a view); the others are
+    copies cached on the module (a plain attribute, outside the state dict), rebuilt when a
+    parameter changes.
     """
     named = dict(module.named_parameters())
     views = {name: (p.detach().transpose(-1, -2) if name in transpose else p.detach()) for name, p in named.items()}
-    needed = {name for name, v in views.items() if v.dtype != dtype or not v.is_contiguous()}
+    needed = {name for name, v in views.items()
+              if v.dtype != dtype or (not v.is_contiguous() and (copy_transposed or name not in transpose))}
     if not needed:
         return views
     signature = tuple((p.data_ptr(), p._version, name in needed) for name, p in named.items())
-    key = (dtype, transpose)
+    key = (dtype, transpose, copy_transposed)
     cache = module.__dict__.setdefault("_cast_cache", {})
     if key not in cache or cache[key][0] != signature:
         cache.pop(key, None)  # release the old copies before making new ones
@@ -79,24 +80,25 @@ def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str
 
 
 def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
-    """Convert a model used only for inference to keep its weight matrices in `precision`.
+    """Convert a model used only for inference to keep its weights as the kernels read them.
 
-    The kernels then read the weights as they are instead of caching a converted copy beside
-    them: bfloat16 halves the model's memory. Biases stay float32. The LSTM weights are stored
-    in the transposed layout the bfloat16 loop reads (same shape and state-dict keys, other
-    strides). Such a model no longer runs the float32 autograd path (the embedder does this only
-    to a model it loaded itself).
+    The kernels then use the weights as they are instead of caching converted copies beside
+    them. The LSTM weights are stored in `F.linear`'s (transposed) layout: same shape and
+    state-dict keys, other strides, values unchanged. For bfloat16 the weight matrices are also
+    converted (halving the model's memory; biases stay float32), and such a model no longer runs
+    the float32 autograd path (the embedder does this only to a model it loaded itself).
     """
     dtype = matmul_dtype(precision)
-    if dtype == torch.float32:
-        return
     with torch.no_grad():
-        for name, parameter in model.token_encoder.named_parameters():
-            if name.endswith("weight"):
-                parameter.data = parameter.data.to(dtype)
+        if dtype != torch.float32:
+            for name, parameter in model.token_encoder.named_parameters():
+                if name.endswith("weight"):
+                    parameter.data = parameter.data.to(dtype)
         lstm = model.lstm
         for weights in (lstm.input_weight, lstm.recurrent_weight, lstm.projection_weight):
             for parameter in weights:
+                # One matrix at a time, so that the peak holds one extra matrix, not a model.
                 parameter.data = parameter.data.transpose(-1, -2).to(dtype).contiguous().transpose(-1, -2)
     for module in (model.token_encoder, lstm):
         module.__dict__.pop("_cast_cache", None)
+        module.__dict__.pop("_packed_cache", None)
