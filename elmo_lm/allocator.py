@@ -14,26 +14,54 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 
 M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
 
+GLIBC_MMAP_MAX = 65536
+"""glibc's default limit on mapped blocks (`keep_freed_memory` sets it to 0)."""
 
-@functools.cache
+HEAP_CAP_BYTES = 4 * 2**20
+"""`return_large_blocks`: blocks above this size are mapped and unmapped, freed memory above it returned."""
+
+
 def keep_freed_memory() -> bool:
-    """Tell glibc's allocator to reuse freed memory instead of returning it (once per process).
+    """Tell glibc's allocator to reuse freed memory instead of returning it (for this process).
 
     The process's resident size then stays at its peak. Returns False where the C library has
     no `mallopt` (not glibc): nothing changes there.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def _mallopt():
+    """glibc's `mallopt(param, value)`, or None."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return mallopt
+
+
+def return_large_blocks() -> bool:
+    """Fix glibc's mmap and trim thresholds at `HEAP_CAP_BYTES` (for this process).
+
+    By default glibc raises both after large blocks are freed (up to 32 MB and 64 MB), and that
+    much freed memory then stays in the process: 40 MB of the small model's float32 embedding
+    peak (419 MB against 382 MB, at the same speed). Not used for bfloat16 embedding, whose many
+    mid-sized buffers then fault in fresh pages (8,100 against 5,900 tokens/s), nor in training.
+    Returns False where the C library has no `mallopt`.
+    """
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX)) and bool(mallopt(M_MMAP_THRESHOLD, HEAP_CAP_BYTES)) \
+        and bool(mallopt(M_TRIM_THRESHOLD, HEAP_CAP_BYTES))
 
 
 def release_free_memory() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .allocator import release_free_memory
+from .allocator import release_free_memory, return_large_blocks
 from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids
 from .errors import ElmoError
 from .inference import PRECISIONS, keep_weights_in
@@ -90,6 +90,8 @@ class Embedder:
             model = load_model(model, options_file, weight_file)
             keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies
             release_free_memory()  # the loading's temporaries
+        if precision == "float32":
+            return_large_blocks()  # bounds the freed memory glibc keeps (see elmo_lm.allocator)
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size

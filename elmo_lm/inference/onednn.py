@@ -24,8 +24,12 @@ ROW_QUANTUM = 64
 
 oneDNN builds and caches a kernel for each distinct shape (up to 1,024 of them): without this,
 every batch's distinct-token count and chunk size is a new shape, and a long file fills that
-cache with kernels (tens of MB). Steps (at most batch-size rows) keep their exact shapes.
+cache with kernels (tens of MB).
 """
+
+STEP_QUANTUM = 8
+"""The same for smaller matmuls (the LSTM steps): their time goes to reading the weights, so a
+few more rows cost next to nothing."""
 
 
 def _available() -> bool:
@@ -51,8 +55,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """
     if weight.layout == torch._mkldnn or _usable(x, weight):
         M = x.shape[0]
-        if M > ROW_QUANTUM and M % ROW_QUANTUM:
-            padded = x.new_zeros(M + ROW_QUANTUM - M % ROW_QUANTUM, x.shape[1])  # (M', K)
+        quantum = ROW_QUANTUM if M > ROW_QUANTUM else STEP_QUANTUM
+        if M % quantum:
+            padded = x.new_zeros(M + quantum - M % quantum, x.shape[1])  # (M', K)
             padded[:M] = x
             return torch.ops.mkldnn._linear_pointwise(padded, weight, bias, "none", [], "")[:M]
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
