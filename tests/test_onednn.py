@@ -1,0 +1,62 @@
+"""`elmo_lm.inference.onednn.linear` computes `F.linear`, whatever the row count, layout or packing."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from elmo_lm.inference import onednn
+from elmo_lm.inference.onednn import linear, pack
+
+
+@pytest.mark.parametrize("rows", [1, 5, 8, 31, 64, 65, 200])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed view", "packed"])
+def test_linear_equals_f_linear_in_float32(rows, layout):
+    torch.manual_seed(rows)
+    x, weight, bias = torch.randn(rows, 48), torch.randn(96, 48), torch.randn(96)
+    expected = F.linear(x, weight, bias)  # (rows, 96)
+    if layout == "transposed view":
+        weight = weight.t().contiguous().t()  # (96, 48) with the strides of a transpose
+    elif layout == "packed":
+        weight = pack(weight)
+    result = linear(x, weight, bias)
+    assert result.shape == (rows, 96) and result.dtype == torch.float32
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_in_bfloat16_is_close_and_keeps_the_dtype():
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(70, 64), torch.randn(128, 64), torch.randn(128)
+    expected = F.linear(x, weight, bias)
+    for w in (weight.bfloat16(), pack(weight.bfloat16())):
+        result = linear(x.bfloat16(), w, bias)  # a float32 bias with bfloat16 inputs
+        assert result.dtype == torch.bfloat16 and result.shape == (70, 128)
+        torch.testing.assert_close(result.float(), expected, rtol=0.05, atol=0.3)
+
+
+def test_without_onednn_everything_falls_back_to_f_linear(monkeypatch):
+    monkeypatch.setattr(onednn, "ONEDNN", False)
+    x, weight = torch.randn(3, 4), torch.randn(5, 4)
+    assert pack(weight) is weight  # nothing packed
+    torch.testing.assert_close(linear(x, weight), F.linear(x, weight))
+
+
+@pytest.mark.skipif(not onednn.ONEDNN, reason="this PyTorch build has no oneDNN")
+def test_row_counts_are_rounded_so_that_few_kernel_shapes_exist():
+    seen = set()
+    real = torch.ops.mkldnn._linear_pointwise
+
+    class Spy:
+        def __call__(self, x, *args):
+            seen.add(x.shape[0])
+            return real(x, *args)
+
+    weight = torch.randn(16, 8)
+    ops = torch.ops.mkldnn
+    original = ops._linear_pointwise
+    try:
+        ops._linear_pointwise = Spy()
+        for rows in range(1, 300):
+            linear(torch.randn(rows, 8), weight)
+    finally:
+        ops._linear_pointwise = original
+    assert seen == set(range(8, 65, 8)) | set(range(128, 321, 64))
