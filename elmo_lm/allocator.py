@@ -38,16 +38,6 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def _mallopt():
-    """glibc's `mallopt(param, value)`, or None."""
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return mallopt
-
-
 def return_large_blocks() -> bool:
     """Fix glibc's mmap and trim thresholds at `HEAP_CAP_BYTES` (for this process).
 
@@ -71,8 +61,23 @@ def release_free_memory() -> None:
     the heap (glibc raises its mmap threshold to the size of the blocks freed); trimming returns
     them: 45 MB for the original model's float32 weights.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+
+
+def _libc() -> ctypes.CDLL | None:
+    """The C library, or None where it cannot be opened."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None)
+    except OSError:
+        return None
+
+
+def _mallopt():
+    """glibc's `mallopt(param, value)`, or None (another C library)."""
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:
+        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return mallopt

@@ -151,7 +151,7 @@ def convert_command(model_dir, options_file, weight_file, target, out_dir, overw
 def info_command(model_dir, options_file, weight_file):
     """Describe a model: sizes, parameter count, output layers (the bundled model by default)."""
     model = _open_model(model_dir, options_file, weight_file)
-    if model_dir is None and weight_file is None:
+    if model_dir is None and options_file is None and weight_file is None:  # as _open_model decides
         from .bundled import bundled_model_path
 
         model_dir = f"{bundled_model_path()} (bundled)"

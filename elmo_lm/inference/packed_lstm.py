@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from .onednn import ONEDNN, linear, pack
-from .workspace import cast_weights, matmul_dtype, scratch
+from .workspace import cached_on_module, cast_weights, matmul_dtype, scratch
 
 if TYPE_CHECKING:
     from ..model import LstmpStack, LstmState
@@ -91,7 +91,7 @@ def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tens
     L, C = lstm.config.n_layers, lstm.config.lstm_dim
     names = ("input_weight", "recurrent_weight", "projection_weight")
     swap = frozenset(f"{name}.{layer}" for name in names for layer in range(L))
-    weights = cast_weights(lstm, dtype, swap, copy_transposed=False)
+    weights = cast_weights(lstm, dtype, swap)
     packed = packed_step_weights(lstm, weights, dtype)
     layers = []
     for layer in range(L):
@@ -114,13 +114,9 @@ def packed_step_weights(lstm: LstmpStack, weights: dict[str, torch.Tensor], dtyp
     if not ONEDNN or size > PACK_LIMIT_BYTES or lstm.bias[0].device.type != "cpu":
         return None
     signature = tuple((p.data_ptr(), p._version, p.dtype) for p in lstm.parameters())
-    cache = lstm.__dict__.setdefault("_packed_cache", {})
-    if dtype not in cache or cache[dtype][0] != signature:
-        cache.pop(dtype, None)  # release the old copies before packing new ones
-        layers = [([pack(w) for w in weights[f"recurrent_weight.{layer}"]],
-                   [pack(w) for w in weights[f"projection_weight.{layer}"]]) for layer in range(L)]
-        cache[dtype] = (signature, layers)
-    return cache[dtype][1]
+    return cached_on_module(lstm, ("packed", dtype), signature, lambda: [
+        ([pack(w) for w in weights[f"recurrent_weight.{layer}"]],
+         [pack(w) for w in weights[f"projection_weight.{layer}"]]) for layer in range(L)])
 
 
 def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride: int,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -16,6 +17,9 @@ PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """The names `precision` accepts and the matmul dtype each selects."""
 
 _scratch = threading.local()
+
+_CACHE_ATTRIBUTE = "_inference_cache"
+"""The module attribute that `cached_on_module` keeps its values in."""
 
 
 def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -55,28 +59,33 @@ def needs_autograd(module: nn.Module, *tensors: torch.Tensor | None) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str] = frozenset(),
-                 copy_transposed: bool = True) -> dict[str, torch.Tensor]:
-    """The module's parameters by name, detached, in `dtype`; those named in `transpose` with their
-    last two dimensions swapped (made contiguous unless `copy_transposed` is False).
+def cached_on_module(module: nn.Module, key: tuple, signature: tuple, build: Callable[[], Any]) -> Any:
+    """`build()`'s result, kept on the module (a plain attribute, outside the state dict) under `key`
+    and rebuilt when `signature` (what it was built from) changes; the old value is released first."""
+    cache = module.__dict__.setdefault(_CACHE_ATTRIBUTE, {})
+    if key not in cache or cache[key][0] != signature:
+        cache.pop(key, None)
+        cache[key] = (signature, build())
+    return cache[key][1]
 
-    A parameter already in that dtype and layout is returned as is (a view); the others are
-    copies cached on the module (a plain attribute, outside the state dict), rebuilt when a
-    parameter changes.
+
+def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str] = frozenset()
+                 ) -> dict[str, torch.Tensor]:
+    """The module's parameters by name, detached, in `dtype`; those named in `transpose` with their
+    last two dimensions swapped (views: whatever their strides).
+
+    A parameter already in that dtype (and, outside `transpose`, contiguous) is returned as is;
+    the others are copies cached on the module, rebuilt when a parameter changes.
     """
     named = dict(module.named_parameters())
     views = {name: (p.detach().transpose(-1, -2) if name in transpose else p.detach()) for name, p in named.items()}
-    needed = {name for name, v in views.items()
-              if v.dtype != dtype or (not v.is_contiguous() and (copy_transposed or name not in transpose))}
+    needed = {name for name, v in views.items() if v.dtype != dtype or (name not in transpose and not v.is_contiguous())}
     if not needed:
         return views
     signature = tuple((p.data_ptr(), p._version, name in needed) for name, p in named.items())
-    key = (dtype, transpose, copy_transposed)
-    cache = module.__dict__.setdefault("_cast_cache", {})
-    if key not in cache or cache[key][0] != signature:
-        cache.pop(key, None)  # release the old copies before making new ones
-        cache[key] = (signature, {name: views[name].to(dtype).contiguous() for name in needed})
-    return {**views, **cache[key][1]}
+    copies = cached_on_module(module, ("cast", dtype, transpose), signature,
+                              lambda: {name: views[name].to(dtype).contiguous() for name in needed})
+    return {**views, **copies}
 
 
 def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
@@ -100,5 +109,4 @@ def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
                 # One matrix at a time, so that the peak holds one extra matrix, not a model.
                 parameter.data = parameter.data.transpose(-1, -2).to(dtype).contiguous().transpose(-1, -2)
     for module in (model.token_encoder, lstm):
-        module.__dict__.pop("_cast_cache", None)
-        module.__dict__.pop("_packed_cache", None)
+        module.__dict__.pop(_CACHE_ATTRIBUTE, None)
