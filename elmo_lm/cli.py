@@ -7,11 +7,13 @@ stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from .errors import ElmoError
+from .inference.cpu_features import bfloat16_is_fast
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,8 +61,9 @@ def _open_model(model_dir, options_file, weight_file):
               help="Reference behaviour: batches in file order, each row carrying its LSTM state to the next batch.")
 @click.option("--tokenize", is_flag=True, help="Input is raw text: split each line with the built-in tokenizer.")
 @click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
-              help="bfloat16: matmuls in bfloat16 (cell state and clips in float32), about twice as fast on "
-                   "CPUs with bfloat16 instructions; agrees with float32 to about 3 significant digits.")
+              help="bfloat16: matmuls in bfloat16 (cell state and clips in float32), up to twice as fast on "
+                   "CPUs with AMX or AMD's AVX-512 BF16 (`elmo info` tells), no faster elsewhere; agrees with "
+                   "float32 to about 3 significant digits.")
 @click.option("--token-cache", is_flag=True,
               help="Keep each word's context-free vector across batches (up to 50,000 words): exact, faster on "
                    "real text.")
@@ -170,6 +173,8 @@ def info_command(model_dir, options_file, weight_file):
         ("output", f"{config.n_output_layers} layers of width {config.output_dim}"),
         ("parameters", f"{encoder + lstm:,} (token encoder {encoder:,}, LSTMs {lstm:,})"),
         ("softmax", f"{model.softmax.out_features:,} words, {softmax:,} parameters" if softmax else "none"),
+        ("bfloat16 here", "faster than float32 (AMX or AMD AVX-512 BF16)" if bfloat16_is_fast()
+                          else "likely no faster than float32 (no AMX, no AMD AVX-512 BF16): use float32"),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -486,6 +491,7 @@ def export_command(run_dir, out_dir, overwrite):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `elmo` command; returns the exit code."""
+    warnings.formatwarning = lambda message, *args, **kwargs: f"elmo: warning: {message}\n"
     try:
         cli.main(args=argv, prog_name="elmo", standalone_mode=False)
     except ElmoError as error:
