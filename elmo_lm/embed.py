@@ -91,12 +91,14 @@ class Embedder:
                 from .bundled import bundled_model_path
 
                 model = bundled_model_path()
-            model = load_model(model, options_file, weight_file)
+            model = load_model(model, options_file, weight_file).to(device)
             keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies
             release_free_memory()  # the loading's temporaries
         if precision == "float32":
             return_large_blocks()  # bounds the freed memory glibc keeps (see elmo_lm.allocator)
-        self.model = model.to(device).eval()
+        if model.lstm.bias[0].device != torch.device(device):
+            model = model.to(device)
+        self.model = model.eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.stateful = stateful

@@ -9,6 +9,7 @@ import torch
 
 import elmo_lm.model as model_module
 from elmo_lm import ElmoBiLM, Embedder, ModelConfig, batch_to_ids
+from elmo_lm.inference import onednn
 from elmo_lm.model import LstmState
 
 SENTENCES = [["The", "cat", "sat", "on", "the", "mat", "."], [], ["a"], ["Über", "漢字", "x" * 60, "the", "the"],
@@ -181,6 +182,25 @@ def test_bfloat16_embedder_keeps_its_own_model_in_bfloat16(tmp_path):
     assert model.lstm.recurrent_weight[0].dtype == torch.float32  # a model passed in is left alone
     for a, b in zip(owned.encode(SENTENCES), borrowed.encode(SENTENCES)):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.skipif(not onednn.ONEDNN, reason="this PyTorch build has no oneDNN")
+def test_embedders_own_model_keeps_step_weights_only_packed_and_gives_the_same_vectors(tmp_path):
+    """No plain copy beside the packed one: the placeholders hold no memory; the vectors do not change."""
+    from elmo_lm.io import save_allennlp_weights
+
+    model = _model(lstm_dim=64, projection_dim=32)
+    save_allennlp_weights(model.config, model.state_dict(), tmp_path / "options.json", tmp_path / "weights.hdf5")
+    owned = Embedder(options_file=tmp_path / "options.json", weight_file=tmp_path / "weights.hdf5")
+    lstm = owned.model.lstm
+    for weights in (lstm.recurrent_weight, lstm.projection_weight):
+        assert all(w.device.type == "meta" for w in weights)
+    assert tuple(lstm.recurrent_weight[0].shape) == (2, 32, 256) and lstm.input_weight[0].device.type == "cpu"
+    for a, b in zip(owned.encode(SENTENCES), Embedder(model).encode(SENTENCES)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="only in torch.float32"):
+        with torch.inference_mode():
+            owned.model.contextualize_indexed(*owned._token_vectors([["a", "b"]]), precision="bfloat16")
 
 
 def test_elmo_module_in_bfloat16_is_close_to_float32():

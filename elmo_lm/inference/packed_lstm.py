@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from .onednn import ONEDNN, linear, pack
-from .workspace import cached_on_module, cast_weights, matmul_dtype, scratch
+from .workspace import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, matmul_dtype, scratch
 
 if TYPE_CHECKING:
     from ..model import LstmpStack, LstmState
@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 MAX_CHUNK_ROWS = 1024
 """At most this many packed rows per input-projection chunk: larger matmuls gain nothing more."""
 
-PACK_LIMIT_BYTES = int(__import__("os").environ.get("PACKLIM", 128 * 2**20))
+PACK_LIMIT_BYTES = 128 * 2**20
 """Pack the per-step weights for oneDNN (a copy beside the parameters, 1.2-1.7x faster at batch
 32) when the copies take at most this much: the small and the bfloat16 original models, not the
-float32 original (168 MB), whose peak memory would pass 1 GB."""
+float32 original (168 MB), whose peak memory would pass 1 GB. A model converted by
+`keep_weights_in` (the embedder's own) keeps these weights only packed, whatever their size."""
 
 
 class RunPlan(NamedTuple):
@@ -109,6 +110,12 @@ def packed_step_weights(lstm: LstmpStack, weights: dict[str, torch.Tensor], dtyp
                         ) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None:
     """oneDNN-packed recurrent and projection weights per layer and direction (cached on the
     module), or None when oneDNN is missing or the copies would exceed `PACK_LIMIT_BYTES`."""
+    owned = lstm.__dict__.get(PACKED_STEP_WEIGHTS)
+    if owned is not None:  # kept only packed, by `keep_weights_in`
+        if owned[0] != dtype:
+            raise ValueError(f"this model keeps its LSTM step weights only in {owned[0]} for inference "
+                             f"(keep_weights_in); it cannot run in {dtype}")
+        return owned[1]
     L = lstm.config.n_layers
     size = sum(weights[f"{name}.{layer}"].numel() for name in ("recurrent_weight", "projection_weight")
                for layer in range(L)) * torch.finfo(dtype).bits // 8

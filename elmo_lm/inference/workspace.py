@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .onednn import ONEDNN, pack
+
 if TYPE_CHECKING:
     from ..model import ElmoBiLM
 
@@ -94,8 +96,11 @@ def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
     The kernels then use the weights as they are instead of caching converted copies beside
     them. The LSTM weights are stored in `F.linear`'s (transposed) layout: same shape and
     state-dict keys, other strides, values unchanged. For bfloat16 the weight matrices are also
-    converted (halving the model's memory; biases stay float32), and such a model no longer runs
-    the float32 autograd path (the embedder does this only to a model it loaded itself).
+    converted (halving the model's memory; biases stay float32). On a CPU with oneDNN, the per-step
+    weights (recurrent and projection) are then kept only in oneDNN's packed layout, which steps
+    faster (see `packed_lstm.PACK_LIMIT_BYTES`): their parameters become placeholders of the same
+    shape on the meta device. Such a model runs only the inference kernels, in this precision (the
+    embedder does this only to a model it loaded itself).
     """
     dtype = matmul_dtype(precision)
     with torch.no_grad():
@@ -110,3 +115,24 @@ def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
                 parameter.data = parameter.data.transpose(-1, -2).to(dtype).contiguous().transpose(-1, -2)
     for module in (model.token_encoder, lstm):
         module.__dict__.pop(_CACHE_ATTRIBUTE, None)
+    if ONEDNN and lstm.bias[0].device.type == "cpu":
+        _keep_step_weights_packed(lstm, dtype)
+
+
+PACKED_STEP_WEIGHTS = "_packed_step_weights"
+"""The LSTM attribute holding `(dtype, per layer (recurrent, projection) per direction)` packed weights."""
+
+
+def _keep_step_weights_packed(lstm: nn.Module, dtype: torch.dtype) -> None:
+    """Replace the recurrent and projection weights by oneDNN-packed copies, one matrix at a time."""
+    packed: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+    for layer in range(len(lstm.recurrent_weight)):
+        per_kind = []
+        for weights in (lstm.recurrent_weight, lstm.projection_weight):
+            parameter = weights[layer]  # (D, K, N), stored as (D, N, K)
+            per_kind.append([pack(matrix) for matrix in parameter.detach().transpose(-1, -2)])  # each (N, K)
+            weights[layer] = nn.Parameter(torch.empty(parameter.shape, dtype=dtype, device="meta"),
+                                          requires_grad=False)
+            del parameter
+        packed.append((per_kind[0], per_kind[1]))
+    lstm.__dict__[PACKED_STEP_WEIGHTS] = (dtype, packed)
