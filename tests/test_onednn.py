@@ -59,4 +59,4 @@ def test_row_counts_are_rounded_so_that_few_kernel_shapes_exist():
             linear(torch.randn(rows, 8), weight)
     finally:
         ops._linear_pointwise = original
-    assert seen == set(range(8, 65, 8)) | set(range(128, 321, 64))
+    assert seen == set(range(1, 9)) | set(range(16, 65, 8)) | set(range(128, 321, 64))

@@ -197,7 +197,7 @@ def test_embedders_own_model_keeps_step_weights_only_packed_and_gives_the_same_v
         assert all(w.device.type == "meta" for w in weights)
     assert tuple(lstm.recurrent_weight[0].shape) == (2, 32, 256) and lstm.input_weight[0].device.type == "cpu"
     for a, b in zip(owned.encode(SENTENCES), Embedder(model).encode(SENTENCES)):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+        np.testing.assert_allclose(a, b, atol=1e-5)  # float32 rounding: other kernels for other layouts
     with pytest.raises(ValueError, match="only in torch.float32"):
         with torch.inference_mode():
             owned.model.contextualize_indexed(*owned._token_vectors([["a", "b"]]), precision="bfloat16")
