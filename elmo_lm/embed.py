@@ -75,8 +75,9 @@ class Embedder:
             device: where the model runs.
             precision: "float32" (exact) or "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: up to twice as fast on CPUs with AMX or AMD's AVX-512 BF16, no faster
-                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999). A model the embedder loads itself then keeps its
-                weight matrices in bfloat16 (half the memory; `self.model` is for inference only).
+                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999).
+                A model the embedder loads itself then keeps its weight matrices in bfloat16 (half
+                the memory). Such a model, in either precision, is for inference only.
             token_cache: keep each token string's context-free vector across batches (True for up
                 to 50,000 tokens, or the number to keep); exact, it saves the character CNN.
         """

@@ -9,8 +9,8 @@ input from and write their output to rows of the caller's grid (the result tenso
 `RunPlan.index`.
 
 Every matmul goes through `onednn.linear` (2-4x faster than PyTorch's default on AMD CPUs), with
-the weights in `F.linear`'s layout; the per-step weights are packed for oneDNN where that fits. In bfloat16 the matmuls run in bfloat16, the cell, the activations and the clips in
-float32.
+the weights in `F.linear`'s layout; the per-step weights are packed for oneDNN where that fits.
+In bfloat16 the matmuls run in bfloat16, the cell, the activations and the clips in float32.
 """
 
 from __future__ import annotations
