@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from elmo_lm.inference import onednn
-from elmo_lm.inference.onednn import linear, pack
+from elmo_lm.inference.onednn import linear, pack, pack_mkl, pack_onednn
 
 
-@pytest.mark.parametrize("rows", [1, 5, 8, 31, 64, 65, 200])
-@pytest.mark.parametrize("layout", ["contiguous", "transposed view", "packed"])
+@pytest.mark.parametrize("rows", [1, 5, 8, 31, 32, 33, 64, 65, 200])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed view", "packed", "oneDNN-packed", "MKL-packed"])
 def test_linear_equals_f_linear_in_float32(rows, layout):
     torch.manual_seed(rows)
     x, weight, bias = torch.randn(rows, 48), torch.randn(96, 48), torch.randn(96)
@@ -18,6 +18,12 @@ def test_linear_equals_f_linear_in_float32(rows, layout):
         weight = weight.t().contiguous().t()  # (96, 48) with the strides of a transpose
     elif layout == "packed":
         weight = pack(weight)
+    elif layout == "oneDNN-packed":
+        weight = pack_onednn(weight)
+    elif layout == "MKL-packed":
+        if not onednn.MKL_PACKED:
+            pytest.skip("this PyTorch build has no MKL packed matmul")
+        weight = pack_mkl(weight)  # packed for MKL_PACK_ROWS rows, used at every row count
     result = linear(x, weight, bias)
     assert result.shape == (rows, 96) and result.dtype == torch.float32
     torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-5)
@@ -33,11 +39,21 @@ def test_linear_in_bfloat16_is_close_and_keeps_the_dtype():
         torch.testing.assert_close(result.float(), expected, rtol=0.05, atol=0.3)
 
 
-def test_without_onednn_everything_falls_back_to_f_linear(monkeypatch):
+def test_without_onednn_or_mkl_everything_falls_back_to_f_linear(monkeypatch):
     monkeypatch.setattr(onednn, "ONEDNN", False)
+    monkeypatch.setattr(onednn, "MKL_PACKED", False)
     x, weight = torch.randn(3, 4), torch.randn(5, 4)
     assert pack(weight) is weight  # nothing packed
     torch.testing.assert_close(linear(x, weight), F.linear(x, weight))
+
+
+@pytest.mark.skipif(not (onednn.ONEDNN and onednn.MKL_PACKED), reason="this PyTorch build lacks oneDNN or MKL")
+@pytest.mark.parametrize("intel", [True, False])
+def test_pack_takes_mkl_for_float32_on_intel_only(monkeypatch, intel):
+    monkeypatch.setattr(onednn, "is_intel", lambda: intel)
+    weight = torch.randn(64, 32)
+    assert isinstance(pack(weight), onednn.MklPacked) == intel
+    assert not isinstance(pack(weight.bfloat16()), onednn.MklPacked)  # MKL packs float32 only
 
 
 @pytest.mark.skipif(not onednn.ONEDNN, reason="this PyTorch build has no oneDNN")

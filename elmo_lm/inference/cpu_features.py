@@ -52,3 +52,13 @@ SLOW_BFLOAT16_WARNING = (
     "precision='bfloat16': this CPU has neither AMX nor AMD's AVX-512 BF16, and its bfloat16 matmuls "
     "are likely no faster than float32 (on a Xeon without AMX they ran at half float32's speed); "
     "bfloat16 still halves the model's memory, but float32 is exact and probably as fast here")
+
+
+@lru_cache(maxsize=1)
+def is_intel() -> bool:
+    """Whether this CPU is Intel's (False where `/proc/cpuinfo` cannot be read)."""
+    try:
+        vendor, _ = parse_cpuinfo(CPUINFO.read_text())
+    except OSError:
+        return False
+    return vendor == "GenuineIntel"

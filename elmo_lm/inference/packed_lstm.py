@@ -9,7 +9,8 @@ input from and write their output to rows of the caller's grid (the result tenso
 `RunPlan.index`.
 
 Every matmul goes through `onednn.linear` (2-4x faster than PyTorch's default on AMD CPUs), with
-the weights in `F.linear`'s layout; the per-step weights are packed for oneDNN where that fits.
+the weights in `F.linear`'s layout; the per-step weights are packed where that fits (`onednn.pack`:
+MKL's layout for float32 on Intel CPUs, oneDNN's elsewhere).
 In bfloat16 the matmuls run in bfloat16, the cell, the activations and the clips in float32.
 """
 
@@ -30,7 +31,7 @@ MAX_CHUNK_ROWS = 1024
 """At most this many packed rows per input-projection chunk: larger matmuls gain nothing more."""
 
 PACK_LIMIT_BYTES = 128 * 2**20
-"""Pack the per-step weights for oneDNN (a copy beside the parameters, 1.2-1.7x faster at batch
+"""Pack the per-step weights (a copy beside the parameters, 1.2-1.7x faster at batch
 32) when the copies take at most this much: the small and the bfloat16 original models, not the
 float32 original (168 MB), whose peak memory would pass 1 GB. A model converted by
 `keep_weights_in` (the embedder's own) keeps these weights only packed, whatever their size."""
@@ -86,7 +87,7 @@ def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tens
 
     The parameters hold `(D, P, 4C)` / `(D, C, P)`; their transposes are views (contiguous when
     `keep_weights_in` stored them transposed), copied only for another dtype. The per-step
-    weights (recurrent and projection) are packed for oneDNN when `pack_step_weights` allows.
+    weights (recurrent and projection) are packed when `pack_step_weights` allows.
     """
     from ..model import FORGET_BIAS
 
@@ -108,7 +109,7 @@ def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tens
 
 def packed_step_weights(lstm: LstmpStack, weights: dict[str, torch.Tensor], dtype: torch.dtype
                         ) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None:
-    """oneDNN-packed recurrent and projection weights per layer and direction (cached on the
+    """Packed (`onednn.pack`) recurrent and projection weights per layer and direction (cached on the
     module), or None when oneDNN is missing or the copies would exceed `PACK_LIMIT_BYTES`."""
     owned = lstm.__dict__.get(PACKED_STEP_WEIGHTS)
     if owned is not None:  # kept only packed, by `keep_weights_in`
