@@ -26,7 +26,8 @@ bfloat16 matmuls at batch 32 run fastest; the precomputed input projection stays
 from .bilm import contextualize_inference
 from .char_cnn import encode_tokens_inference
 from .packed_lstm import RunPlan, plan_runs, run_packed
-from .workspace import PRECISIONS, keep_weights_in, matmul_dtype, needs_autograd, release_scratch
+from .scratch import release_scratch
+from .workspace import PRECISIONS, keep_weights_in, matmul_dtype, needs_autograd
 
 __all__ = ["PRECISIONS", "RunPlan", "contextualize_inference", "encode_tokens_inference", "keep_weights_in",
            "matmul_dtype", "needs_autograd", "plan_runs", "release_scratch", "run_packed"]

@@ -1,9 +1,7 @@
-"""What the inference kernels keep between calls: work buffers, and weights in the matmul precision."""
+"""What the inference kernels keep between calls: weights in the matmul precision, cached or converted."""
 
 from __future__ import annotations
 
-import math
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,31 +16,8 @@ if TYPE_CHECKING:
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """The names `precision` accepts and the matmul dtype each selects."""
 
-_scratch = threading.local()
-
 _CACHE_ATTRIBUTE = "_inference_cache"
 """The module attribute that `cached_on_module` keeps its values in."""
-
-
-def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A work buffer of this thread, reused from call to call (uninitialised).
-
-    Large fresh allocations come from new pages, and the first touch of each page costs as much
-    as a matmul over it; reusing the buffer avoids that. Buffers of one name share memory.
-    """
-    buffers = _scratch.__dict__.setdefault("buffers", {})
-    key = (name, dtype, device, torch.is_inference_mode_enabled())
-    numel = math.prod(shape)
-    buffer = buffers.get(key)
-    if buffer is None or buffer.numel() < numel:
-        buffers.pop(key, None)  # release the smaller buffer first
-        buffer = buffers[key] = torch.empty(numel, dtype=dtype, device=device)
-    return buffer[:numel].view(shape)
-
-
-def release_scratch() -> None:
-    """Free this thread's work buffers (they are otherwise kept for the next call)."""
-    _scratch.__dict__.pop("buffers", None)
 
 
 def matmul_dtype(precision: str) -> torch.dtype:
