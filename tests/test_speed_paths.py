@@ -239,3 +239,19 @@ def test_cli_embed_precision_and_token_cache(tmp_path):
         if a.size:
             cosine = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
             assert cosine.mean() >= 0.999 and 0 < np.abs(a - b).max() < 0.1
+
+
+@pytest.mark.parametrize("via_sigmoid", [True, False])
+@pytest.mark.parametrize("elements", [100, 65536])
+def test_tanh_matches_torch_tanh_either_way(monkeypatch, via_sigmoid, elements):
+    from elmo_lm.inference import packed_lstm
+
+    monkeypatch.setattr(packed_lstm, "TANH_VIA_SIGMOID", via_sigmoid)
+    x = torch.linspace(-20, 20, elements).reshape(-1, 4)[:, 1:3]  # a strided view, as the gates' slices are
+    expected = torch.tanh(x)
+    copied = packed_lstm._tanh(x)
+    assert copied.data_ptr() != x.data_ptr()
+    result = packed_lstm._tanh_(x)
+    assert result.data_ptr() == x.data_ptr()  # in place
+    torch.testing.assert_close(copied, expected, rtol=0, atol=2e-7)
+    torch.testing.assert_close(result, expected, rtol=0, atol=2e-7)
