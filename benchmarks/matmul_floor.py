@@ -1,6 +1,6 @@
 """The matmul floor of an embedding pass: how fast the bench could go if only its matmuls took time.
 
-Runs one float32 pass of `Embedder.encode` over the bench sentences (file order, batch 32) with
+Runs one pass of `Embedder.encode` over the bench sentences (file order, batch 32) with
 every call of `elmo_lm.inference.onednn.linear` recorded (rows, inner and output sizes, bias).
 Then it times each distinct matmul shape alone, in a loop with its weight warm in cache, through
 every CPU path PyTorch has here (oneDNN on the plain weight and on its packed copy, MKL's packed
@@ -11,8 +11,10 @@ tokens/s that floor allows is a ceiling on any implementation of this model buil
 It prints, per size: the pass's own median time, the floor, the ceiling in tokens/s, and the
 floor split by kind of matmul (character CNN and highway, LSTM input projection, LSTM steps).
 
-Uses the weights `embed_speed.py` writes (`--folder`, made there when missing).
-Run: python benchmarks/matmul_floor.py [--sizes original small] [--folder /tmp/bench]
+With `--precision bfloat16` the embedder and the timed matmuls run in bfloat16 (MKL's packed
+matmul is float32-only and drops out). Uses the weights `embed_speed.py` writes (`--folder`, made
+there when missing).
+Run: python benchmarks/matmul_floor.py [--sizes original small] [--precision float32] [--folder /tmp/bench]
 """
 
 from __future__ import annotations
@@ -40,11 +42,11 @@ def record_matmuls(embedder, sentences: list[list[str]]) -> Counter[Shape]:
     real = onednn.linear
 
     def recording(module_name: str):
-        def linear(x, weight, bias=None):
+        def linear(x, weight, bias=None, buffer=None):
             N, K = weight.shape.shape if isinstance(weight, onednn.MklPacked) else weight.shape
             kind = "CNN + highway" if module_name == "char_cnn" else ("LSTM steps" if bias is None else "LSTM input")
             calls[(x.shape[0], K, N, bias is not None, kind)] += 1
-            return real(x, weight, bias)
+            return real(x, weight, bias, buffer)
         return linear
 
     patched = {char_cnn: recording("char_cnn"), packed_lstm: recording("packed_lstm")}
@@ -74,16 +76,16 @@ def _seconds(run, budget: float = 0.02, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def fastest_seconds(M: int, K: int, N: int, has_bias: bool) -> tuple[float, str]:
-    """The fastest of the CPU matmul paths for `x (M, K) @ w (N, K).T (+ b)`, and its name."""
-    x, weight = torch.randn(M, K), torch.randn(N, K)  # (M, K), (N, K)
-    bias = torch.randn(N) if has_bias else None  # (N,)
-    paths = {"torch.addmm": (lambda: torch.addmm(bias, x, weight.t())) if has_bias else (lambda: x @ weight.t())}
+def fastest_seconds(M: int, K: int, N: int, has_bias: bool, dtype: torch.dtype = torch.float32) -> tuple[float, str]:
+    """The fastest of the CPU matmul paths for `x (M, K) @ w (N, K).T (+ b)` in `dtype`, and its name."""
+    x, weight = torch.randn(M, K, dtype=dtype), torch.randn(N, K, dtype=dtype)  # (M, K), (N, K)
+    bias = torch.randn(N) if has_bias else None  # (N,), float32 as the library passes it
+    paths = {"torch.addmm": (lambda: torch.addmm(bias.to(dtype), x, weight.t())) if has_bias else (lambda: x @ weight.t())}
     if onednn.ONEDNN:
         packed = onednn.pack_onednn(weight)
         paths["oneDNN"] = lambda: torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
         paths["oneDNN packed"] = lambda: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
-    if onednn.MKL_PACKED:
+    if onednn.MKL_PACKED and dtype == torch.float32:
         mkl = onednn.pack_mkl(weight)
         paths["MKL packed"] = lambda: onednn.linear(x, mkl, bias)
     timed = {name: _seconds(run) for name, run in paths.items()}
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("/tmp/bench"))
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -106,14 +109,16 @@ def main() -> None:
     sentences = json.loads(BENCH.read_text())
     n_tokens = sum(len(s) for s in sentences)
     args.folder.mkdir(parents=True, exist_ok=True)
-    print(f"{n_tokens} tokens, batch 32, float32, {torch.get_num_threads()} threads")
+    dtype = getattr(torch, args.precision)
+    print(f"{n_tokens} tokens, batch 32, {args.precision}, {torch.get_num_threads()} threads")
     print("| size | pass (median) | tok/s | matmul floor | ceiling tok/s | floor: CNN + highway | LSTM input | LSTM steps |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         options, weights = args.folder / f"{size}_options.json", args.folder / f"{size}_weights.hdf5"
         if not weights.exists():
             write_random_model(size, args.folder)
-        embedder = Embedder(options_file=options, weight_file=weights, batch_size=32)
+        extra = {"precision": args.precision} if args.precision != "float32" else {}
+        embedder = Embedder(options_file=options, weight_file=weights, batch_size=32, **extra)
         embedder.encode(sentences)  # warm-up
         passes = []
         for _ in range(args.passes):
@@ -124,7 +129,7 @@ def main() -> None:
         by_kind: Counter[str] = Counter()
         paths: Counter[str] = Counter()
         for (M, K, N, has_bias, kind), count in calls.items():
-            seconds, path = fastest_seconds(M, K, N, has_bias)
+            seconds, path = fastest_seconds(M, K, N, has_bias, dtype)
             by_kind[kind] += count * seconds
             paths[path] += count
         floor, spent = sum(by_kind.values()), statistics.median(passes)
