@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 MAX_CHARS = 50
@@ -57,6 +58,25 @@ BOS_IDS = token_to_ids(BOS_TOKEN)
 EOS_IDS = token_to_ids(EOS_TOKEN)
 
 
+def tokens_to_ids(tokens: Sequence[str], max_chars: int = MAX_CHARS) -> np.ndarray:
+    """Inference character ids of each token, `(len(tokens), max_chars)` int64: `token_to_ids` of
+    each, with the bytes of all tokens scattered into one array at once."""
+    encoded = [token.encode("utf-8", errors="ignore")[: max_chars - 2] for token in tokens]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))  # (U,)
+    payload = np.frombuffer(b"".join(encoded), dtype=np.uint8)  # (sum of lengths,)
+    rows = np.repeat(np.arange(len(encoded)), lengths)  # (sum of lengths,)
+    starts = np.cumsum(lengths) - lengths  # (U,)
+    columns = np.arange(len(payload)) - np.repeat(starts, lengths) + 1  # (sum of lengths,)
+    ids = np.full((len(encoded), max_chars), PAD_CHAR + 1, dtype=np.int64)  # (U, max_chars)
+    ids[:, 0] = BOW_CHAR + 1
+    ids[rows, columns] = payload.astype(np.int64) + 1
+    ids[np.arange(len(encoded)), lengths + 1] = EOW_CHAR + 1
+    for row, token in enumerate(tokens):
+        if token in (BOS_TOKEN, EOS_TOKEN):
+            ids[row] = token_to_ids(token, max_chars)
+    return ids
+
+
 def batch_to_ids(batch: Sequence[Sequence[str]], max_chars: int = MAX_CHARS) -> torch.Tensor:
     """Character ids of a batch of token lists, padded on the right with all-zero tokens.
 
@@ -64,16 +84,11 @@ def batch_to_ids(batch: Sequence[Sequence[str]], max_chars: int = MAX_CHARS) -> 
     the model wraps every sentence in `<S> .. </S>` itself (as AllenNLP's `batch_to_ids`).
     """
     longest = max((len(sentence) for sentence in batch), default=0)
-    padding_token = [0] * max_chars
-    cache: dict[str, list[int]] = {}
-    rows = []
-    for sentence in batch:
+    rows: dict[str, int] = {}  # each distinct token's row of the table; row 0 is the padding token
+    index = np.zeros((len(batch), longest), dtype=np.int64)  # (B, T)
+    for b, sentence in enumerate(batch):
         if isinstance(sentence, str):
             raise TypeError("batch_to_ids takes lists of tokens, not strings: split the text first")
-        row = []
-        for token in sentence:
-            if token not in cache:
-                cache[token] = token_to_ids(token, max_chars)
-            row.append(cache[token])
-        rows.append(row + [padding_token] * (longest - len(row)))
-    return torch.tensor(rows, dtype=torch.long).reshape(len(batch), longest, max_chars)  # (B, T, 50)
+        index[b, : len(sentence)] = [rows.setdefault(token, len(rows) + 1) for token in sentence]
+    table = np.concatenate([np.zeros((1, max_chars), dtype=np.int64), tokens_to_ids(list(rows), max_chars)])
+    return torch.from_numpy(table[index])  # (B, T, max_chars)

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .allocator import release_free_memory, return_large_blocks
-from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids
+from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
 from .errors import ElmoError
 from .inference import PRECISIONS, keep_weights_in
 from .inference.cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
@@ -152,7 +152,7 @@ class Embedder:
 
     def _encode_strings(self, tokens: list[str]) -> torch.Tensor:
         """Context-free vectors `(len(tokens), P)` of token strings."""
-        char_ids = batch_to_ids([tokens])[0].to(self.device)  # (U, 50)
+        char_ids = torch.from_numpy(tokens_to_ids(tokens)).to(self.device)  # (U, 50)
         return self.model.token_encoder(char_ids, self.precision)
 
     def embed_sentence(self, sentence: Sentence) -> np.ndarray:

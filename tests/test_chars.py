@@ -2,7 +2,7 @@
 
 import torch
 
-from elmo_lm.chars import BOS_IDS, EOS_IDS, batch_to_ids, token_to_ids
+from elmo_lm.chars import BOS_IDS, EOS_IDS, MAX_CHARS, batch_to_ids, token_to_ids, tokens_to_ids
 
 
 def test_token_ids_match_the_documented_example():
@@ -32,3 +32,9 @@ def test_batch_pads_with_all_zero_tokens():
     ids = batch_to_ids([["a", "b", "c"], ["d"], []])
     assert ids.shape == (3, 3, 50) and ids.dtype == torch.long
     assert ids[1, 1:].eq(0).all() and ids[2].eq(0).all() and ids[0].ne(0).any(dim=-1).all()
+
+
+def test_the_array_form_equals_token_to_ids_for_every_kind_of_token():
+    tokens = ["<S>", "</S>", "", "a", "Über", "漢字", "x" * 60, "lone\ud800surrogate", "<UNK>", "the"]
+    assert tokens_to_ids(tokens).tolist() == [token_to_ids(token) for token in tokens]
+    assert tokens_to_ids([]).shape == (0, MAX_CHARS)
