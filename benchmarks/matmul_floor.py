@@ -42,11 +42,11 @@ def record_matmuls(embedder, sentences: list[list[str]]) -> Counter[Shape]:
     real = onednn.linear
 
     def recording(module_name: str):
-        def linear(x, weight, bias=None, buffer=None):
+        def linear(x, weight, bias=None, into_buffer=False):
             N, K = weight.shape.shape if isinstance(weight, onednn.MklPacked) else weight.shape
             kind = "CNN + highway" if module_name == "char_cnn" else ("LSTM steps" if bias is None else "LSTM input")
             calls[(x.shape[0], K, N, bias is not None, kind)] += 1
-            return real(x, weight, bias, buffer)
+            return real(x, weight, bias, into_buffer)
         return linear
 
     patched = {char_cnn: recording("char_cnn"), packed_lstm: recording("packed_lstm")}

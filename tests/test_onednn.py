@@ -79,14 +79,14 @@ def test_row_counts_are_rounded_so_that_few_kernel_shapes_exist():
 
 
 @pytest.mark.parametrize("into_buffers", [True, False])
-def test_a_result_written_into_a_named_buffer_is_right_and_reuses_it(monkeypatch, into_buffers):
+def test_a_result_written_into_the_buffer_is_right_and_reuses_it(monkeypatch, into_buffers):
     monkeypatch.setattr(onednn, "MKL_INTO_BUFFERS", into_buffers)
     torch.manual_seed(0)
     weight, bias = torch.randn(96, 48), torch.randn(96)
     results = []
     for rows in (70, 30):
         x = torch.randn(rows, 48)
-        result = linear(x, weight, bias, buffer="test")
+        result = linear(x, weight, bias, into_buffer=True)
         torch.testing.assert_close(result, F.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
         results.append(result)
     shares = results[0].untyped_storage().data_ptr() == results[1].untyped_storage().data_ptr()

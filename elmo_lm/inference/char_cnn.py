@@ -99,7 +99,7 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
                 ids = F.pad(ids, (0, K + widest - 1 - S), value=PAD_ID)
             chars = F.embedding(ids, table)  # (n, K + widest - 1, e)
             windows = chars.unfold(1, widest, 1).transpose(2, 3).reshape(n * K, widest * e)  # (n*K, widest*e)
-            responses = linear(windows, window_weight, buffer="responses").view(n, K, F_)  # (n, K, F)
+            responses = linear(windows, window_weight, into_buffer=True).view(n, K, F_)  # (n, K, F)
             if K > S - widest:  # some windows run past the last slot for the wider filters: not windows at all
                 valid = torch.arange(K)[:, None] <= S - widths[None, :]  # (K, F)
                 responses = responses.masked_fill(~valid, float("-inf"))

@@ -83,15 +83,15 @@ def _usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked, bias: torch.Tensor | None = None,
-           buffer: str | None = None) -> torch.Tensor:
+           into_buffer: bool = False) -> torch.Tensor:
     """`x @ weight.T + bias`: x `(M, K)`, weight `(N, K)` (plain or from `pack`), bias `(N,)` -> `(M, N)`.
 
-    The result has x's dtype (a float32 bias is fine with bfloat16 inputs). With `buffer`, the
-    result may be written into the scratch buffer of that name (where `writes_into_buffers`): it
-    is then valid until that buffer's next use.
+    The result has x's dtype (a float32 bias is fine with bfloat16 inputs). With `into_buffer`,
+    the result may be written into one work buffer that such calls share (where
+    `writes_into_buffers`): it is then valid until the next call with `into_buffer`.
     """
-    if buffer is not None and writes_into_buffers(x, weight):
-        out = scratch(buffer, (x.shape[0], weight.shape[0]), x.dtype, x.device)  # (M, N)
+    if into_buffer and writes_into_buffers(x, weight):
+        out = scratch(RESULT_BUFFER, (x.shape[0], weight.shape[0]), x.dtype, x.device)  # (M, N)
         x = x.contiguous()
         return torch.mm(x, weight.t(), out=out) if bias is None else torch.addmm(bias, x, weight.t(), out=out)
     if isinstance(weight, MklPacked):
@@ -124,6 +124,10 @@ def writes_into_buffers(x: torch.Tensor, weight: torch.Tensor | MklPacked) -> bo
 
 
 MKL_INTO_BUFFERS = is_intel()
+
+RESULT_BUFFER = "linear result"
+"""The scratch buffer `linear(..., into_buffer=True)` writes into: one for all such calls, so that
+the character CNN's and the LSTM's results take the memory of the larger, not of both."""
 
 
 def pack(weight: torch.Tensor) -> torch.Tensor | MklPacked:

@@ -206,7 +206,7 @@ def _run_direction(half: torch.Tensor, plan: RunPlan, d: int, offset: int, layer
     h_low = h if dtype == torch.float32 else h.to(dtype)  # (B, P): the recurrent matmul's input
     token_gates = None
     if distinct is not None:
-        token_gates = linear(distinct[0].to(dtype), w_input, bias, buffer="gates").float()  # (U, 4C)
+        token_gates = linear(distinct[0].to(dtype), w_input, bias, into_buffer=True).float()  # (U, 4C)
     for first, last in plan.chunks(max_rows):
         lo, hi = plan.offsets[first], plan.offsets[last]
         rows = plan.index[d, lo:hi] + offset  # (n,)
@@ -215,7 +215,7 @@ def _run_direction(half: torch.Tensor, plan: RunPlan, d: int, offset: int, layer
             x = scratch("x", (hi - lo, half.shape[1]), half.dtype, half.device)  # (n, P)
             torch.index_select(half, 0, rows, out=x)
         if token_gates is None:
-            gates = linear(x.to(dtype), w_input, bias, buffer="gates").float()  # (n, 4C)
+            gates = linear(x.to(dtype), w_input, bias, into_buffer=True).float()  # (n, 4C)
         out = scratch("out", (hi - lo, h.shape[1]), h.dtype, h.device)  # (n, P)
         for t in range(first, last):
             b, at = plan.batch_sizes[t], plan.offsets[t] - lo
