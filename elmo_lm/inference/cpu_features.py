@@ -39,13 +39,18 @@ def bfloat16_is_fast_for(vendor: str, flags: frozenset[str]) -> bool:
 
 
 @lru_cache(maxsize=1)
-def bfloat16_is_fast() -> bool:
-    """`bfloat16_is_fast_for` this machine (True where `/proc/cpuinfo` cannot be read)."""
+def this_cpu() -> tuple[str, frozenset[str]] | None:
+    """This machine's vendor id and feature flags, or None where `/proc/cpuinfo` cannot be read."""
     try:
-        vendor, flags = parse_cpuinfo(CPUINFO.read_text())
+        return parse_cpuinfo(CPUINFO.read_text())
     except OSError:
-        return True
-    return not flags or bfloat16_is_fast_for(vendor, flags)
+        return None
+
+
+def bfloat16_is_fast() -> bool:
+    """`bfloat16_is_fast_for` this machine (True where no flags can be read)."""
+    cpu = this_cpu()
+    return cpu is None or not cpu[1] or bfloat16_is_fast_for(*cpu)
 
 
 SLOW_BFLOAT16_WARNING = (
@@ -54,11 +59,7 @@ SLOW_BFLOAT16_WARNING = (
     "bfloat16 still halves the model's memory, but float32 is exact and probably as fast here")
 
 
-@lru_cache(maxsize=1)
 def is_intel() -> bool:
     """Whether this CPU is Intel's (False where `/proc/cpuinfo` cannot be read)."""
-    try:
-        vendor, _ = parse_cpuinfo(CPUINFO.read_text())
-    except OSError:
-        return False
-    return vendor == "GenuineIntel"
+    cpu = this_cpu()
+    return cpu is not None and cpu[0] == "GenuineIntel"

@@ -40,27 +40,20 @@ more than it saved (one row padded to 8 took 1.3-2x as long as one row alone, me
 Xeon), and a step of a single long sentence has one row."""
 
 
-def _available() -> bool:
+def _has_ops(backend: str, *names: str) -> bool:
+    """Whether `torch.backends.<backend>` is available and `torch.ops.<backend>` has these ops."""
     try:
-        return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_linear_pointwise") \
-            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        return bool(getattr(torch.backends, backend).is_available()) \
+            and all(hasattr(getattr(torch.ops, backend), name) for name in names)
     except (AttributeError, RuntimeError):
         return False
 
 
-ONEDNN = _available()
+ONEDNN = _has_ops("mkldnn", "_linear_pointwise", "_reorder_linear_weight")
 """Whether this PyTorch build has the oneDNN linear kernels."""
 
 
-def _mkl_available() -> bool:
-    try:
-        return bool(torch.backends.mkl.is_available()) and hasattr(torch.ops.mkl, "_mkl_linear") \
-            and hasattr(torch.ops.mkl, "_mkl_reorder_linear_weight")
-    except (AttributeError, RuntimeError):
-        return False
-
-
-MKL_PACKED = _mkl_available()
+MKL_PACKED = _has_ops("mkl", "_mkl_linear", "_mkl_reorder_linear_weight")
 """Whether this PyTorch build has MKL's packed float32 matmul (`torch.ops.mkl._mkl_linear`)."""
 
 MKL_PACK_ROWS = 32
