@@ -1,4 +1,4 @@
-"""`x @ W.T + b` through oneDNN, the fastest CPU matmul path here for every shape the model has.
+"""`x @ W.T + b` through the fastest CPU matmul path for each shape: oneDNN, and MKL on Intel CPUs.
 
 PyTorch sends float32 matmuls to MKL, which takes a slow code path on AMD CPUs: measured on an
 AMD EPYC (2 cores, AVX-512), oneDNN's linear ran 2-4x faster at every shape of the model (the
@@ -101,9 +101,18 @@ def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked, bias: torch.Tensor
     return F.linear(x, weight, None if bias is None else bias.to(x.dtype))
 
 
+MKL_INTO_BUFFERS = is_intel()
+"""Whether `linear(..., into_buffer=True)` writes into the result buffer (see `writes_into_buffers`)."""
+
+RESULT_BUFFER = "linear result"
+"""The scratch buffer `linear(..., into_buffer=True)` writes into: one for all such calls, so that
+the character CNN's and the LSTM's results take the memory of the larger, not of both."""
+
+
 def writes_into_buffers(x: torch.Tensor, weight: torch.Tensor | MklPacked) -> bool:
-    """Whether `linear` writes into a given buffer: float32 on an Intel CPU with a plain weight,
-    where MKL's matmul (which can) runs about as fast as oneDNN's (which cannot).
+    """Whether `linear(x, weight, into_buffer=True)` writes into the result buffer: float32 on an
+    Intel CPU with a plain weight, where MKL's matmul (which can) runs about as fast as oneDNN's
+    (which cannot).
 
     A large result in fresh memory pays a page fault per 4 KB on first touch (the embedder has
     glibc map every block above 4 MB afresh, `elmo_lm.allocator`). Measured on a Xeon: the small
@@ -114,13 +123,6 @@ def writes_into_buffers(x: torch.Tensor, weight: torch.Tensor | MklPacked) -> bo
     """
     return MKL_INTO_BUFFERS and x.dtype == torch.float32 and x.device.type == "cpu" \
         and isinstance(weight, torch.Tensor) and weight.layout == torch.strided and weight.dtype == torch.float32
-
-
-MKL_INTO_BUFFERS = is_intel()
-
-RESULT_BUFFER = "linear result"
-"""The scratch buffer `linear(..., into_buffer=True)` writes into: one for all such calls, so that
-the character CNN's and the LSTM's results take the memory of the larger, not of both."""
 
 
 def pack(weight: torch.Tensor) -> torch.Tensor | MklPacked:

@@ -33,10 +33,10 @@ MAX_CHUNK_ROWS = 1024
 """At most this many packed rows per input-projection chunk: larger matmuls gain nothing more."""
 
 PACK_LIMIT_BYTES = 128 * 2**20
-"""Pack the per-step weights (a copy beside the parameters, 1.2-1.7x faster at batch
-32) when the copies take at most this much: the small and the bfloat16 original models, not the
-float32 original (168 MB), whose peak memory would pass 1 GB. A model converted by
-`keep_weights_in` (the embedder's own) keeps these weights only packed, whatever their size."""
+"""Pack the per-step weights (a copy beside the parameters, 1.2-1.7x faster at batch 32) when the
+copies take at most this much: the small and the bfloat16 original models, not the float32
+original (168 MB), whose peak memory would pass 1 GB. A model converted by `keep_weights_in` (the
+embedder's own) keeps these weights only packed, whatever their size."""
 
 
 class RunPlan(NamedTuple):
