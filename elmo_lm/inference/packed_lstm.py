@@ -241,17 +241,22 @@ operations 1.7-3x slower than the one (`(32, 4096)` of the original model's gate
 us), whole passes +12% (original) and +4% (small)."""
 
 
+def _via_sigmoid(x: torch.Tensor) -> bool:
+    """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1`."""
+    return TANH_VIA_SIGMOID and x.numel() >= SMALL_TANH_ELEMENTS
+
+
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
     """tanh in place; for large tensors where `TANH_VIA_SIGMOID`, as `2 * sigmoid(2x) - 1`, which
     is exact up to float32 rounding (absolute error below 1e-7)."""
-    if not TANH_VIA_SIGMOID or x.numel() < SMALL_TANH_ELEMENTS:
+    if not _via_sigmoid(x):
         return x.tanh_()
     return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
 def _tanh(x: torch.Tensor) -> torch.Tensor:
     """tanh into a new tensor, computed as `_tanh_` does."""
-    if not TANH_VIA_SIGMOID or x.numel() < SMALL_TANH_ELEMENTS:
+    if not _via_sigmoid(x):
         return torch.tanh(x)
     return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
