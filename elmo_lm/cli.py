@@ -13,7 +13,6 @@ from pathlib import Path
 import click
 
 from .errors import ElmoError
-from .inference.cpu_features import bfloat16_is_fast
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,9 +89,11 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
     if threads is not None:
         torch.set_num_threads(threads)
     model = _open_model(model_dir, options_file, weight_file)
-    keep_weights_in(model, precision)  # this process's own model: no float32 copy kept beside bfloat16
     embedder = Embedder(model, batch_size=batch_size, stateful=stateful, precision=precision,
                         token_cache=token_cache)
+    # This process's own model: no float32 copy kept beside bfloat16; embedder.precision is float32
+    # where the CPU has no bfloat16 instructions (the embedder warned).
+    keep_weights_in(embedder.model, embedder.precision)
     count = embedder.embed_file(input_file, output_file, layers=layers, overwrite=overwrite, tokenize=tokenize,
                                 show_progress_bar=not quiet)
     click.echo(f"wrote {count} lines to {output_file}", err=True)
@@ -173,12 +174,22 @@ def info_command(model_dir, options_file, weight_file):
         ("output", f"{config.n_output_layers} layers of width {config.output_dim}"),
         ("parameters", f"{encoder + lstm:,} (token encoder {encoder:,}, LSTMs {lstm:,})"),
         ("softmax", f"{model.softmax.out_features:,} words, {softmax:,} parameters" if softmax else "none"),
-        ("bfloat16 here", "faster than float32 (AMX or AMD AVX-512 BF16)" if bfloat16_is_fast()
-                          else "likely no faster than float32 (no AMX, no AMD AVX-512 BF16): use float32"),
+        ("bfloat16 here", _bfloat16_here()),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name:<{width}}  {value}")
+
+
+def _bfloat16_here() -> str:
+    """`elmo info`'s verdict on --precision bfloat16 for this CPU."""
+    from .inference.cpu_features import bfloat16_is_fast, bfloat16_runs
+
+    if not bfloat16_runs():
+        return "not supported (no AVX-512 BW/VL/DQ, no AVX-NE-CONVERT): --precision bfloat16 runs float32"
+    if bfloat16_is_fast():
+        return "faster than float32 (AMX or AMD AVX-512 BF16)"
+    return "likely no faster than float32 (no AMX, no AMD AVX-512 BF16): use float32"
 
 
 @cli.command("vocab")
