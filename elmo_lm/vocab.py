@@ -201,7 +201,7 @@ def build_vocabulary(
     Raises:
         ElmoError: no file matched, a line is not valid UTF-8, or an argument is out of range.
     """
-    from .data import expand_corpus, iter_sentences
+    from .training.data import expand_corpus, iter_sentences
 
     if min_count < 1:
         raise ElmoError(f"min_count must be at least 1, not {min_count}")

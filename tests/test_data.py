@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from elmo_lm import data as data_module
+from elmo_lm.training import data as data_module
 from elmo_lm.chars import token_to_ids
-from elmo_lm.data import (
+from elmo_lm.training.data import (
     IGNORE_INDEX,
     LMBatch,
     LMBatches,

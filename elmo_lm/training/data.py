@@ -23,9 +23,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .chars import BOS_IDS, BOS_TOKEN, EOS_IDS, EOS_TOKEN, MAX_CHARS, token_to_ids
-from .errors import ElmoError
-from .vocab import Vocabulary
+from ..chars import BOS_IDS, BOS_TOKEN, EOS_IDS, EOS_TOKEN, MAX_CHARS, token_to_ids
+from ..errors import ElmoError
+from ..vocab import Vocabulary
 
 IGNORE_INDEX = -100
 """Target of a padded position (PyTorch's cross-entropy `ignore_index`)."""
@@ -90,7 +90,7 @@ def _splitter(tokenize: bool) -> Callable[[str], list[str]]:
     """Whitespace splitting, or the built-in tokenizer (imported only when asked for)."""
     if not tokenize:
         return str.split
-    from .tokenize import tokenize as builtin_tokenize
+    from ..tokenize import tokenize as builtin_tokenize
 
     return builtin_tokenize
 
