@@ -35,18 +35,19 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..allocator import keep_freed_memory
-from .checkpoint import CHECKPOINT_NAME, Progress, load_checkpoint, save_checkpoint
-from .corpus_check import check_corpus
-from .data import LMBatches, expand_corpus
-from .distributed import Distributed, setup_distributed
+from ..corpus import expand_corpus
 from ..errors import ElmoError
+from ..model import ElmoBiLM, LstmState
+from ..vocab import Vocabulary
+from .checkpoint import CHECKPOINT_NAME, Progress, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .corpus_check import check_corpus
+from .data import LMBatches
+from .distributed import Distributed, setup_distributed
 from .evaluate import LossTotals, stateful_totals
 from .metrics import MetricsLog, perplexity_record, plot_learning_curves
-from ..model import ElmoBiLM, LstmState
 from .objective import LMObjective
 from .softmax import LogUniformSampler
-from .config import TrainConfig
-from ..vocab import Vocabulary
 
 RUN_FILE = "run.json"
 VOCAB_NAME = "vocab.txt"
