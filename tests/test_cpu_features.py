@@ -17,7 +17,7 @@ from conftest import ALLENNLP
 from elmo_lm import Elmo, Embedder, batch_to_ids
 from elmo_lm.bundled import bundled_model_path
 from elmo_lm.cli import main
-from elmo_lm.inference import cpu_features, onednn
+from elmo_lm.inference import cpu_features, matmul
 from elmo_lm.inference.cpu_features import bfloat16_is_fast_for, bfloat16_runs_for, parse_cpuinfo
 from elmo_lm.io import load_model
 
@@ -68,7 +68,7 @@ def test_bfloat16_runs_with_avx512_bw_vl_dq_or_avx_ne_convert(flags, runs):
 
 
 def test_cpu_flags_are_read_on_first_use_not_at_import():
-    code = ("import sys, elmo_lm, elmo_lm.cli, elmo_lm.inference.packed_lstm, elmo_lm.inference.onednn\n"
+    code = ("import sys, elmo_lm, elmo_lm.cli, elmo_lm.inference.packed_lstm, elmo_lm.inference.matmul\n"
             "from elmo_lm.inference import cpu_features\n"
             "assert cpu_features.this_cpu.cache_info().currsize == 0, 'read at import'\n"
             "cpu_features.bfloat16_runs()\n"
@@ -147,8 +147,8 @@ def test_bfloat16_matmuls_on_an_avx2_cpu_are_computed_in_float32(monkeypatch):
     _with_cpu(monkeypatch, "EPYC AVX2 only")
     torch.manual_seed(0)
     x, weight, bias = torch.randn(70, 64).bfloat16(), torch.randn(128, 64).bfloat16(), torch.randn(128)
-    assert onednn.pack(weight) is weight  # not reordered for oneDNN
-    result = onednn.linear(x, weight, bias)
+    assert matmul.pack(weight) is weight  # not reordered for oneDNN
+    result = matmul.linear(x, weight, bias)
     assert result.dtype == torch.bfloat16
     torch.testing.assert_close(result, F.linear(x.float(), weight.float(), bias).bfloat16(), rtol=0, atol=0)
 
@@ -165,7 +165,7 @@ def test_model_in_bfloat16_runs_on_an_avx2_cpu(monkeypatch, fixture_model):
 
 
 SIMULATED_CPU = """import sys
-from elmo_lm.inference import cpu_features, onednn
+from elmo_lm.inference import cpu_features
 cpu_features.this_cpu = lambda: ("AuthenticAMD", frozenset({"avx", "avx2", "fma"}))
 from elmo_lm.cli import main
 sys.exit(main(sys.argv[1:]))
