@@ -389,6 +389,48 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
         click.echo("no candidate tokens in the reference set" + (" (none is the same word)" if same_word else ""))
 
 
+def _require_extra(module: str, extra: str, command: str) -> None:
+    """`ElmoError` naming the extra to install when `module` is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ElmoError(f"{command} needs {module}: pip install 'elmo-lm[{extra}]'")
+
+
+@cli.command("serve")
+@_model_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
+@click.option("--max-batch-tokens", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Flush a micro-batch once the waiting requests hold this many tokens.")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="... or this long after its first request arrived.")
+@click.option("--max-request-tokens", type=click.IntRange(min=1), default=8192, show_default=True,
+              help="Refuse (413) requests with more tokens.")
+@click.option("--max-request-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True,
+              help="Refuse (413) larger request bodies.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the model.")
+def serve_command(model_dir, options_file, weight_file, host, port, max_batch_tokens, max_wait_ms,
+                  max_request_tokens, max_request_bytes, threads):
+    """Serve the model over HTTP: POST /v1/embeddings (OpenAI-compatible sentence vectors), POST /embed
+    (token vectors), GET /healthz, GET /info. Concurrent requests are micro-batched; SIGTERM stops
+    the service after answering the requests in flight."""
+    _require_extra("fastapi", "serve", "elmo serve")
+    _require_extra("uvicorn", "serve", "elmo serve")
+    import torch
+
+    from .embed import Embedder
+    from .serve import ServeSettings, serve
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    name = Path(model_dir).name if model_dir else ("elmo" if options_file else "elmo-en-small")
+    settings = ServeSettings(max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
+                             max_request_tokens=max_request_tokens, max_request_bytes=max_request_bytes,
+                             model_name=name)
+    serve(Embedder(_open_model(model_dir, options_file, weight_file)), host=host, port=port, settings=settings)
+
+
 @cli.command("train")
 @click.option("--train", "train_data", multiple=True, metavar="GLOB",
               help="Training corpus: files or globs, one sentence per line (repeatable).")

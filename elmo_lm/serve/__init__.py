@@ -1,0 +1,6 @@
+"""`elmo serve`: the HTTP service (needs the `serve` extra: `pip install 'elmo-lm[serve]'`)."""
+
+from .app import ServeSettings, create_app
+from .run import serve
+
+__all__ = ["ServeSettings", "create_app", "serve"]
