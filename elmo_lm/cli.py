@@ -431,6 +431,24 @@ def serve_command(model_dir, options_file, weight_file, host, port, max_batch_to
     serve(Embedder(_open_model(model_dir, options_file, weight_file)), host=host, port=port, settings=settings)
 
 
+@cli.command("export-onnx")
+@click.argument("model_dir", metavar="MODEL", type=click.Path())
+@click.argument("output_file", metavar="OUT.onnx", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace OUT.onnx if it exists.")
+def export_onnx_command(model_dir, output_file, overwrite):
+    """Export MODEL (a model folder, or `bundled`) to ONNX: input `char_ids` (batch, tokens, 50) int64 from
+    `batch_to_ids`, outputs `layers` (batch, L+1, tokens, 2P) float32 and `mask` (batch, tokens). Batch and
+    length are dynamic; each LSTM layer's time loop is an ONNX Scan."""
+    _require_extra("onnx", "onnx", "elmo export-onnx")
+    from .onnx_export import export_onnx
+
+    if Path(output_file).exists() and not overwrite:
+        raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
+    model = _open_model(None if model_dir == "bundled" else model_dir, None, None)
+    export_onnx(model, output_file)
+    click.echo(f"wrote {output_file}", err=True)
+
+
 @cli.command("train")
 @click.option("--train", "train_data", multiple=True, metavar="GLOB",
               help="Training corpus: files or globs, one sentence per line (repeatable).")
