@@ -449,6 +449,47 @@ def export_onnx_command(model_dir, output_file, overwrite):
     click.echo(f"wrote {output_file}", err=True)
 
 
+@cli.command("embed-corpus")
+@click.argument("inputs", metavar="INPUT_GLOB", nargs=-1, required=True)
+@click.argument("out_dir", metavar="OUT_DIR", type=click.Path(file_okay=False))
+@_model_options
+@click.option("--layers", type=click.Choice(["all", "top", "average"]), default="top", show_default=True,
+              help="all: (L+1, n, 2P) per sentence; top / average: (n, 2P).")
+@click.option("--output", type=click.Choice(["token", "sentence"]), default="token", show_default=True,
+              help="sentence: the mean over the tokens instead of token vectors.")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
+@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Lines per shard.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Sentences per batch.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local processes (or Ray actors) embedding shards at once.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: Ray Data on the cluster at --ray-address (or RAY_ADDRESS, else a local one).")
+@click.option("--ray-address", default=None, help="Ray cluster address, e.g. auto or ray://head:10001.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads per worker (default: the cores divided among the workers).")
+@click.option("--tokenize", is_flag=True, help="Split lines with the built-in tokenizer (raw text).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def embed_corpus_command(inputs, out_dir, model_dir, options_file, weight_file, layers, output, dtype, shard_size,
+                         batch_size, workers, engine, ray_address, threads, tokenize, quiet):
+    """Embed every line of the files matching INPUT_GLOB into Parquet shards in OUT_DIR, resumably.
+
+    Each shard-NNNNN.parquet holds id, file, line, text, tokens and vectors; manifest.json the
+    model's hash, the settings and each finished shard's rows and SHA-256. Run it again after an
+    interruption: finished shards are kept, the others embedded again.
+    """
+    from .corpus_embed import CorpusSettings, ModelSpec, embed_corpus
+
+    if engine == "ray":
+        _require_extra("ray", "ray", "elmo embed-corpus --engine ray")
+    _require_extra("pyarrow", "corpus", "elmo embed-corpus")
+    settings = CorpusSettings(layers=layers, output=output, dtype=dtype, tokenize=tokenize, shard_size=shard_size)
+    manifest = embed_corpus(list(inputs), out_dir, ModelSpec(model_dir, options_file, weight_file), settings,
+                            batch_size=batch_size, workers=workers, engine=engine, ray_address=ray_address,
+                            threads=threads, log=None if quiet else (lambda line: click.echo(line, err=True)))
+    rows = sum(entry["rows"] for entry in manifest["shards"].values())
+    click.echo(f"wrote {len(manifest['shards'])} shards, {rows:,} sentences, to {out_dir}", err=True)
+
+
 @cli.command("train")
 @click.option("--train", "train_data", multiple=True, metavar="GLOB",
               help="Training corpus: files or globs, one sentence per line (repeatable).")
