@@ -1,7 +1,8 @@
 """The HTTP service: a FastAPI app over one `Embedder`, its requests micro-batched (`MicroBatcher`).
 
 Endpoints: `POST /v1/embeddings` (OpenAI-compatible sentence vectors), `POST /embed` (token
-vectors), `GET /healthz`, `GET /info`. Every refused request gets a 4xx status and
+vectors), `GET /healthz`, `GET /info`; with a reference set, the exploration page at `/` and its
+`/api/neighbors`, `/api/projection` and `/api/head`. Every refused request gets a 4xx status and
 `{"error": {"message": ..., "type": "invalid_request_error"}}`; the service keeps serving.
 """
 
@@ -10,13 +11,22 @@ from __future__ import annotations
 import base64
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ..embed import Embedder, select_layers, sentence_vector
+from ..errors import ElmoError
+from ..neighbors import find_word
 from .batcher import MicroBatcher
-from .requests import EmbeddingsRequest, EmbedRequest, RequestError, parse_body, token_lists
+from .explore import Explorer
+from .requests import (EmbeddingsRequest, EmbedRequest, NeighboursRequest, ProjectionRequest, RequestError, parse_body,
+                       token_lists)
+
+ASSETS = Path(__file__).parent / "assets"
+"""The page's HTML, JavaScript and CSS (no network needed)."""
 
 
 @dataclass
@@ -35,8 +45,11 @@ class ServeSettings:
     """The name /v1/embeddings and /info report."""
 
 
-def create_app(embedder: Embedder, settings: ServeSettings | None = None) -> FastAPI:
-    """The service's app; its model worker starts now and stops when the app shuts down."""
+def create_app(embedder: Embedder, settings: ServeSettings | None = None, explorer: Explorer | None = None) -> FastAPI:
+    """The service's app; its model worker starts now and stops when the app shuts down.
+
+    With an `explorer`, it also serves the exploration page at `/` and its API under `/api/`.
+    """
     settings = settings or ServeSettings()
     batcher = MicroBatcher(embedder, settings.max_batch_tokens, settings.max_wait_ms)
     config = embedder.model.config
@@ -93,7 +106,49 @@ def create_app(embedder: Embedder, settings: ServeSettings | None = None) -> Fas
         return {"layers": body.layers, "data": data,
                 "usage": {"tokens": sum(len(tokens) for tokens in sentences)}}
 
+    if explorer is not None:
+        _add_page(app, batcher, explorer, settings)
     return app
+
+
+def _add_page(app: FastAPI, batcher: MicroBatcher, explorer: Explorer, settings: ServeSettings) -> None:
+    """The exploration page and the three questions it asks."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/assets", StaticFiles(directory=ASSETS), name="assets")
+
+    @app.exception_handler(ElmoError)
+    async def not_answerable(request: Request, error: ElmoError) -> JSONResponse:
+        return error_response(422, str(error))
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(ASSETS / "index.html")
+
+    async def embed_one(sentence: str) -> tuple[list[str], np.ndarray]:
+        tokens = token_lists([sentence.split()], settings.max_request_tokens, "sentence")[0]
+        return tokens, (await batcher.embed([tokens]))[0]  # (L+1, n, 2P)
+
+    @app.post("/api/neighbors")
+    async def neighbours(request: Request) -> dict:
+        body = parse_body(await read_body(request, settings.max_request_bytes), NeighboursRequest)
+        tokens, layers = await embed_one(body.sentence)
+        return explorer.neighbours(layers, tokens, body.word, body.k, body.same_word)
+
+    @app.post("/api/projection")
+    async def projection(request: Request) -> dict:
+        body = parse_body(await read_body(request, settings.max_request_bytes), ProjectionRequest)
+        query = None
+        if body.sentence:
+            tokens, layers = await embed_one(body.sentence)
+            if body.layer < layers.shape[0]:
+                query = layers[body.layer, find_word(tokens, body.word)]  # (2P,)
+        return explorer.projection(body.word, body.layer, query)
+
+    @app.get("/api/head")
+    async def head() -> dict:
+        return {"head": explorer.head, "layers": explorer.index.n_layers, "labels": explorer.labels is not None}
 
 
 def error_response(status: int, message: str) -> JSONResponse:

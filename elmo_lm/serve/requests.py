@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..tokenize import tokenize
 
@@ -81,3 +81,23 @@ def token_lists(sentences: list[str | list[str]], max_tokens: int, field: str) -
             raise RequestError(413, f"{field}: more than {max_tokens} tokens in one request (--max-request-tokens)")
         result.append(tokens)
     return result
+
+
+class NeighboursRequest(BaseModel):
+    """POST /api/neighbors (the page): a sentence, one of its words."""
+
+    model_config = ConfigDict(extra="forbid")
+    sentence: str
+    """Tokens separated by spaces."""
+    word: str
+    k: int = Field(5, ge=1, le=100)
+    same_word: bool = False
+
+
+class ProjectionRequest(BaseModel):
+    """POST /api/projection (the page): a word's occurrences at one layer, and optionally the query's use."""
+
+    model_config = ConfigDict(extra="forbid")
+    word: str
+    layer: int = Field(ge=0)
+    sentence: str | None = None

@@ -12,14 +12,17 @@ import sys
 
 from ..embed import Embedder
 from .app import ServeSettings, create_app
+from .explore import Explorer
 
 
 def serve(embedder: Embedder, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
-          log_level: str = "warning") -> None:
-    """Serve `embedder` on host:port (port 0: any free port); prints the address once listening."""
+          explorer: Explorer | None = None, log_level: str = "warning") -> None:
+    """Serve `embedder` on host:port (port 0: any free port); prints the address once listening.
+
+    With an `explorer` the exploration page is served at `/`."""
     import uvicorn
 
-    app = create_app(embedder, settings)
+    app = create_app(embedder, settings, explorer)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
