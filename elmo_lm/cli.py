@@ -44,6 +44,8 @@ def _open_model(model_dir, options_file, weight_file):
     from .bundled import bundled_model_path
     from .io import load_model
 
+    if model_dir is not None and (options_file is not None or weight_file is not None):
+        raise ElmoError("give either --model or --options with --weights, not both")
     if model_dir is None and options_file is None and weight_file is None:
         model_dir = bundled_model_path()
     return load_model(model_dir, options_file, weight_file)
@@ -77,15 +79,17 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
     OUTPUT gets one float32 dataset per input line, named by its 0-based line number ("0", "1",
     ...), of shape (L+1, n, 2P) for --layers all and (n, 2P) otherwise, plus `sentence_to_index`
     (JSON: sentence -> line number). Empty lines give (L+1, 0, 2P). Stateless by default: each
-    sentence gets the same vectors whatever its neighbours. OUTPUT appears only when complete.
+    sentence gets the same vectors whatever its neighbours. OUTPUT appears only when complete:
+    until then it is written to .OUTPUT.PID-XXXXXXXX.tmp beside it (PID: the writing process),
+    which a failure removes and which the next run over OUTPUT removes if its process was killed.
     """
     import torch
 
     from .embed import Embedder
     from .inference import keep_weights_in
+    from .io.output_path import check_output_file
 
-    if Path(output_file).exists() and not overwrite:
-        raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
+    check_output_file(output_file, overwrite)  # before loading the model
     if threads is not None:
         torch.set_num_threads(threads)
     model = _open_model(model_dir, options_file, weight_file)
@@ -106,21 +110,20 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def dump_token_embeddings_command(vocab_file, output_file, model_dir, options_file, weight_file, overwrite):
     """Write the context-free token vector of each VOCAB line to OUTPUT (HDF5 dataset `embedding`, (V, P))."""
-    import h5py
     import torch
 
     from .chars import batch_to_ids
-    from .io.atomic import atomic_path
+    from .io.hdf5_output import atomic_hdf5
+    from .io.output_path import check_output_file
     from .textfile import read_lines
 
-    if Path(output_file).exists() and not overwrite:
-        raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
+    check_output_file(output_file, overwrite)
     words = read_lines(vocab_file)
     model = _open_model(model_dir, options_file, weight_file)
     with torch.inference_mode():
         vectors = model.token_encoder(batch_to_ids([words])[0]) if words else torch.zeros(0, model.config.projection_dim)
-    with atomic_path(output_file) as temporary, h5py.File(temporary, "w") as h5:
-        h5.create_dataset("embedding", data=vectors.float().numpy())
+    with atomic_hdf5(output_file) as output:
+        output.file.create_dataset("embedding", data=vectors.float().numpy())
     click.echo(f"wrote {len(words)} token vectors to {output_file}", err=True)
 
 
@@ -133,14 +136,14 @@ def dump_token_embeddings_command(vocab_file, output_file, model_dir, options_fi
 def convert_command(model_dir, options_file, weight_file, target, out_dir, overwrite):
     """Convert a model between the AllenNLP/bilm-tf files and this project's model folder."""
     from .io import save_allennlp_weights, save_pretrained
+    from .io.output_path import check_output_file
 
-    model = _open_model(model_dir, options_file, weight_file)
     out = Path(out_dir)
     names = ["config.json", "model.safetensors"] if target == "folder" else ["options.json", "weights.hdf5"]
-    existing = [name for name in names if (out / name).exists()]
-    if existing and not overwrite:
-        raise ElmoError(f"{out / existing[0]}: exists; pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        check_output_file(out / name, overwrite)
+    model = _open_model(model_dir, options_file, weight_file)
     if target == "folder":
         save_pretrained(model, out)
     else:
@@ -201,16 +204,17 @@ def _bfloat16_here() -> str:
 @click.option("--max-size", type=click.IntRange(min=3),
               help="At most this many tokens, the three specials <S> </S> <UNK> included.")
 @click.option("--tokenize", is_flag=True, help="Corpus is raw text: split each line with the built-in tokenizer.")
-def vocab_command(corpus, output_file, min_count, max_size, tokenize):
+@click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")
+def vocab_command(corpus, output_file, min_count, max_size, tokenize, overwrite):
     """Count the words of CORPUS (files or globs, one sentence per line) and write the vocabulary.
 
     The file lists <S>, </S>, <UNK>, then the words by descending count (ties in code point
     order). Counting streams in bounded memory, spilling to temporary files for large corpora.
     """
+    from .io.output_path import check_output_file
     from .vocab import build_vocabulary
 
-    if not Path(output_file).parent.is_dir():  # fail before the long count, not after
-        raise ElmoError(f"{output_file}: folder {Path(output_file).parent} does not exist")
+    check_output_file(output_file, overwrite)  # fail before the long count, not after
     vocab = build_vocabulary(corpus, min_count=min_count, max_size=max_size, tokenize=tokenize)
     vocab.save(output_file)
     assert vocab.counts is not None
@@ -553,6 +557,10 @@ def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_
             options[key] = value
     arguments = run_arguments(out_dir, resume, config_name, train_data, vocab_file, valid_data, init, init_options,
                               options)
+    if resume and (train_data or valid_data):  # used, not ignored: say so
+        given = " and ".join(option for option, value in (("--train", train_data), ("--valid", valid_data)) if value)
+        click.echo(f"elmo: note: --resume reads {given} instead of the paths in {Path(out_dir) / 'run.json'}; "
+                   "it must be the same data (moved), or the run does not continue exactly", err=True)
     train(out_dir=out_dir, device=None if device == "auto" else device, quiet=quiet, **arguments)
 
 
@@ -627,7 +635,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("elmo: interrupted", err=True)
         return 130
+    except OSError as error:  # a file the command could not read or write, not caught where it was opened
+        from .io.atomic import full_disk_error
+
+        full = full_disk_error(error, error.filename or "output")
+        click.echo(f"elmo: error: {full or _os_error_line(error)}", err=True)
+        return 2
     return 0
+
+
+def _os_error_line(error: OSError) -> str:
+    """`PATH: reason` for an OSError (its text where it names no file)."""
+    return f"{error.filename}: {error.strerror}" if error.filename and error.strerror else str(error)
 
 
 def run() -> None:

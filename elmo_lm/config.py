@@ -86,23 +86,27 @@ class ModelConfig:
         try:
             lstm, cnn = options["lstm"], options["char_cnn"]
             config = cls(
-                char_embed_dim=int(cnn["embedding"]["dim"]),
-                filters=tuple((int(w), int(n)) for w, n in cnn["filters"]),
-                n_highway=int(cnn.get("n_highway") or 0),
+                char_embed_dim=_integer(cnn["embedding"]["dim"], "char_cnn.embedding.dim"),
+                filters=tuple((_integer(w, "char_cnn.filters"), _integer(n, "char_cnn.filters"))
+                              for w, n in cnn["filters"]),
+                n_highway=_integer(cnn.get("n_highway") or 0, "char_cnn.n_highway"),
                 activation=str(cnn.get("activation", "relu")),
-                max_characters_per_token=int(cnn.get("max_characters_per_token", MAX_CHARS)),
-                lstm_dim=int(lstm["dim"]),
-                projection_dim=int(lstm["projection_dim"]),
-                n_layers=int(lstm["n_layers"]),
-                cell_clip=float(lstm["cell_clip"]) if lstm.get("cell_clip") else None,
-                proj_clip=float(lstm["proj_clip"]) if lstm.get("proj_clip") else None,
-                use_skip_connections=bool(lstm.get("use_skip_connections", False)),
+                max_characters_per_token=_integer(cnn.get("max_characters_per_token", MAX_CHARS),
+                                                  "char_cnn.max_characters_per_token"),
+                lstm_dim=_integer(lstm["dim"], "lstm.dim"),
+                projection_dim=_integer(lstm["projection_dim"], "lstm.projection_dim"),
+                n_layers=_integer(lstm["n_layers"], "lstm.n_layers"),
+                cell_clip=_number(lstm["cell_clip"], "lstm.cell_clip") if lstm.get("cell_clip") else None,
+                proj_clip=_number(lstm["proj_clip"], "lstm.proj_clip") if lstm.get("proj_clip") else None,
+                use_skip_connections=_boolean(lstm.get("use_skip_connections", False), "lstm.use_skip_connections"),
                 extra={k: options[k] for k in TRAINING_ONLY_KEYS if k in options},
             )
         except KeyError as missing:
             raise ElmoError(f"{source}: missing key {missing.args[0]!r}") from None
-        except (TypeError, ValueError) as bad:
+        except (TypeError, ValueError, AttributeError) as bad:
             raise ElmoError(f"{source}: malformed options ({bad})") from None
+        except ElmoError as bad:  # a value of the wrong type or range: named with its file
+            raise ElmoError(f"{source}: {bad}") from None
         n_characters = cnn.get("n_characters", 262)
         if n_characters not in (261, 262):
             raise ElmoError(f"{source}: char_cnn.n_characters must be 261 or 262, not {n_characters}")
@@ -141,6 +145,27 @@ class ModelConfig:
     def save(self, path: str | Path) -> None:
         """Write an `options.json` file."""
         Path(path).write_text(json.dumps(self.to_options(), indent=2) + "\n", encoding="utf-8")
+
+
+def _integer(value: Any, key: str) -> int:
+    """A JSON integer (not a string, a float or a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ElmoError(f"{key} must be an integer, not {value!r}")
+    return value
+
+
+def _number(value: Any, key: str) -> float:
+    """A JSON number (not a string or a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ElmoError(f"{key} must be a number, not {value!r}")
+    return float(value)
+
+
+def _boolean(value: Any, key: str) -> bool:
+    """A JSON boolean (0 and 1 too, as some released files write it)."""
+    if value not in (True, False):  # 0 == False and 1 == True
+        raise ElmoError(f"{key} must be true or false, not {value!r}")
+    return bool(value)
 
 
 def _plain_number(value: float) -> int | float:

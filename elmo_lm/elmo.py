@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .chars import batch_to_ids
+from .arguments import boolean, one_of, positive_int, probability
 from .errors import ElmoError
 from .inference.cpu_features import choose_precision
 from .model import ElmoBiLM
@@ -117,8 +118,17 @@ class Elmo(nn.Module):
                 without bfloat16 instructions).
         """
         super().__init__()
-        if precision not in ("float32", "bfloat16"):
-            raise ElmoError(f"precision must be 'float32' or 'bfloat16', not {precision!r}")
+        positive_int(num_output_representations, "num_output_representations")  # every argument, before any work
+        for name, flag in (("requires_grad", requires_grad), ("do_layer_norm", do_layer_norm),
+                           ("keep_sentence_boundaries", keep_sentence_boundaries), ("stateful", stateful)):
+            boolean(flag, name)
+        probability(dropout, "dropout")
+        one_of(precision, "precision", ("float32", "bfloat16"))
+        if vocab_to_cache is not None and (isinstance(vocab_to_cache, str)
+                                           or not all(isinstance(word, str) for word in vocab_to_cache)):
+            raise ElmoError("vocab_to_cache must be a list of word strings")
+        if module is not None and not isinstance(module, ElmoBiLM):
+            raise ElmoError(f"module must be an ElmoBiLM, not {type(module).__name__}")
         if precision != "float32" and requires_grad:
             raise ElmoError("precision='bfloat16' is for a frozen language model: use requires_grad=False")
         if module is None:

@@ -24,10 +24,12 @@ from tqdm.auto import tqdm
 
 from .allocator import release_free_memory, return_large_blocks
 from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
+from .arguments import boolean, one_of, positive_int
 from .errors import ElmoError
 from .inference import PRECISIONS, keep_weights_in
 from .inference.cpu_features import choose_precision
-from .io.atomic import atomic_path
+from .io.hdf5_output import atomic_hdf5
+from .io.output_path import check_output_file
 from .model import ElmoBiLM
 from .state import RowStates
 from .textfile import read_lines
@@ -48,7 +50,18 @@ def select_layers(layers: np.ndarray, which: Layers) -> np.ndarray:
         return layers[-1]
     if which == "average":
         return layers.mean(axis=0)
-    raise ElmoError(f"layers must be 'all', 'top' or 'average', not {which!r}")
+    return one_of(which, "layers", LAYER_CHOICES)  # raises
+
+
+LAYER_CHOICES = ("all", "top", "average")
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """`device` as a torch.device; an ElmoError for a name torch does not know."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ElmoError(f"device must be a torch device such as 'cpu' or 'cuda', not {device!r}") from None
 
 
 class Embedder:
@@ -82,9 +95,13 @@ class Embedder:
             token_cache: keep each token string's context-free vector across batches (True for up
                 to 50,000 tokens, or the number to keep); exact, it saves the character CNN.
         """
-        if precision not in PRECISIONS:
-            raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        precision = choose_precision(precision, torch.device(device).type)  # float32 on a CPU without bfloat16
+        batch_size = positive_int(batch_size, "batch_size")
+        stateful = boolean(stateful, "stateful")
+        one_of(precision, "precision", PRECISIONS)
+        if not isinstance(token_cache, bool):
+            token_cache = positive_int(token_cache, "token_cache")
+        device = _device(device)
+        precision = choose_precision(precision, device.type)  # float32 on a CPU without bfloat16
         if not isinstance(model, ElmoBiLM):
             from .io import load_model
 
@@ -97,10 +114,10 @@ class Embedder:
             release_free_memory()  # the loading's temporaries
         if precision == "float32":
             return_large_blocks()  # bounds the freed memory glibc keeps (see elmo_lm.allocator)
-        if model.lstm.bias[0].device != torch.device(device):
+        if model.lstm.bias[0].device != device:
             model = model.to(device)
         self.model = model.eval()
-        self.device = torch.device(device)
+        self.device = device
         self.batch_size = batch_size
         self.stateful = stateful
         self.precision = precision
@@ -108,6 +125,10 @@ class Embedder:
         self._token_cache: TokenVectorCache | None = None
         if token_cache:
             self._token_cache = TokenVectorCache(DEFAULT_MAX_TOKENS if token_cache is True else int(token_cache))
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        """A method's `batch_size` argument, checked; the embedder's own for None."""
+        return self.batch_size if batch_size is None else positive_int(batch_size, "batch_size")
 
     def reset_states(self) -> None:
         """Stateful mode: start every row from zeros again."""
@@ -161,7 +182,7 @@ class Embedder:
 
     def embed_sentences(self, sentences: Iterable[Sentence], batch_size: int | None = None) -> Iterator[np.ndarray]:
         """Yield all layers `(L+1, n, 2P)` of each sentence, in order, from any iterable."""
-        batch_size = batch_size or self.batch_size
+        batch_size = self._batch_size(batch_size)
         window = batch_size if self.stateful else batch_size * SORT_WINDOW_BATCHES
         buffer: list[Sentence] = []
         for sentence in sentences:
@@ -219,13 +240,15 @@ class Embedder:
         """
         if isinstance(sentences, str):
             raise ElmoError("encode takes a list of sentences; use embed_sentence for one")
-        if output not in ("token", "sentence"):
-            raise ElmoError(f"output must be 'token' or 'sentence', not {output!r}")
+        one_of(layers, "layers", LAYER_CHOICES)
+        batch_size = self._batch_size(batch_size)
+        boolean(show_progress_bar, "show_progress_bar")
+        one_of(output, "output", ("token", "sentence"))
         tokenized = [_tokens(sentence) for sentence in sentences]
         results: list[np.ndarray | None] = [None] * len(tokenized)
         total = sum(len(tokens) for tokens in tokenized)
         with tqdm(total=total, unit="tok", disable=not show_progress_bar, desc="embedding") as progress:
-            for indices, vectors in self._batches(tokenized, batch_size or self.batch_size, progress):
+            for indices, vectors in self._batches(tokenized, batch_size, progress):
                 for index, vector in zip(indices, vectors):
                     chosen = select_layers(vector, layers)
                     results[index] = sentence_vector(chosen, layers) if output == "sentence" else chosen
@@ -251,20 +274,21 @@ class Embedder:
         a string dataset `sentence_to_index` (JSON: sentence text -> line number). It is written
         to a temporary file and renamed at the end: an interrupted run leaves no partial output.
         """
-        output_file = Path(output_file)
-        select_layers(np.zeros((1, 0, 1)), layers)  # check `layers` before any work
-        if output_file.exists() and not overwrite:
-            raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
-        if not output_file.parent.is_dir():
-            raise ElmoError(f"{output_file.parent}: output folder does not exist")
+        one_of(layers, "layers", LAYER_CHOICES)  # every argument checked before any work
+        batch_size = self._batch_size(batch_size)
+        for name, flag in (("overwrite", overwrite), ("tokenize", tokenize), ("show_progress_bar", show_progress_bar)):
+            boolean(flag, name)
+        output_file = check_output_file(output_file, overwrite)
         lines = read_lines(input_file)
         sentences: list[Sentence] = [line.strip() if tokenize else line.split() for line in lines]
         total = sum(len(_tokens(sentence)) for sentence in sentences) if not tokenize else None
-        with atomic_path(output_file) as temporary, h5py.File(temporary, "w") as h5:
+        with atomic_hdf5(output_file) as output:  # a full disk: one ElmoError, no temporary left
+            h5 = output.file
             with tqdm(total=total, unit="tok", disable=not show_progress_bar, desc="embedding") as progress:
-                for indices, vectors in self._batches(sentences, batch_size or self.batch_size, progress):
+                for indices, vectors in self._batches(sentences, batch_size, progress):
                     for index, vector in zip(indices, vectors):
                         h5.create_dataset(str(index), data=select_layers(vector, layers).astype(np.float32))
+                    output.check()
             sentence_to_index = {line.strip(): index for index, line in enumerate(lines)}
             h5.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype(),
                               data=[json.dumps(sentence_to_index, ensure_ascii=False)])
@@ -285,4 +309,11 @@ def _tokens(sentence: Sentence) -> list[str]:
         from .tokenize import tokenize
 
         return tokenize(sentence)
+    if not isinstance(sentence, (list, tuple)) or not all(isinstance(token, str) for token in sentence):
+        raise ElmoError(f"a sentence must be a string or a list of token strings, not {_short(sentence)}")
     return list(sentence)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

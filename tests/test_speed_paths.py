@@ -188,7 +188,8 @@ def test_bfloat16_embedder_keeps_its_own_model_in_bfloat16(tmp_path):
     borrowed = Embedder(model, precision="bfloat16")
     assert model.lstm.recurrent_weight[0].dtype == torch.float32  # a model passed in is left alone
     for a, b in zip(owned.encode(SENTENCES), borrowed.encode(SENTENCES)):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+        # float32 where the CPU has no bfloat16: other kernels for other layouts round differently
+        np.testing.assert_allclose(a, b, atol=1e-6 if bfloat16_runs() else 1e-5)
 
 
 @pytest.mark.skipif(not matmul.ONEDNN, reason="this PyTorch build has no oneDNN")

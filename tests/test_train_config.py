@@ -45,7 +45,11 @@ def test_round_trip():
 
 @pytest.mark.parametrize("change, message", [
     ({"learning_rat": 0.1}, "unknown training option 'learning_rat'"),
-    ({"dropout": 1.5}, "dropout must be in [0, 1)"),
+    ({"dropout": 1.5}, "dropout must be a number in [0, 1), not 1.5"),
+    ({"dropout": "abc"}, "dropout must be a number in [0, 1), not 'abc'"),  # --set dropout=abc: named, typed
+    ({"learning_rate": "fast"}, "learning_rate must be a positive number or null, not 'fast'"),
+    ({"seed": 1.5}, "seed must be an integer, not 1.5"),
+    ({"plot": "no"}, "plot must be true or false, not 'no'"),
     ({"optimizer": "sgd"}, "optimizer must be one of adagrad, adam"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
     ({"epochs": None}, "set epochs or max_steps"),

@@ -16,6 +16,7 @@ import torch
 from ..config import ModelConfig
 from ..errors import ElmoError
 from .atomic import atomic_path
+from .hdf5_output import atomic_hdf5
 
 Array = np.ndarray
 
@@ -145,20 +146,20 @@ def save_allennlp_weights(
 ) -> None:
     """Write `options.json` and `weights.hdf5` in the AllenNLP/bilm-tf layout, each atomically."""
     arrays = {key: value.detach().cpu().float().numpy() for key, value in state.items()}
-    with atomic_path(weight_file) as temporary:
-        with h5py.File(temporary, "w") as h5:
-            for name, _, key, _ in _dataset_map(config):
-                h5.create_dataset(name, data=_inverse(key, arrays[key]))
-            for layer in range(config.n_layers):
-                w0 = np.concatenate([arrays[f"lstm.input_weight.{layer}"], arrays[f"lstm.recurrent_weight.{layer}"]],
-                                    axis=1)  # (D, 2P, 4C)
-                for direction in range(2):
-                    h5.create_dataset(_rnn(direction, layer, "W_0"), data=w0[direction])
-                    h5.create_dataset(_rnn(direction, layer, "B"), data=arrays[f"lstm.bias.{layer}"][direction])
-                    h5.create_dataset(_rnn(direction, layer, "W_P_0"),
-                                      data=arrays[f"lstm.projection_weight.{layer}"][direction])
-            if "softmax.weight" in arrays:
-                h5.create_dataset("softmax/W", data=arrays["softmax.weight"])
-                h5.create_dataset("softmax/b", data=arrays["softmax.bias"])
+    with atomic_hdf5(weight_file) as output:  # a full disk: one ElmoError naming the file
+        h5 = output.file
+        for name, _, key, _ in _dataset_map(config):
+            h5.create_dataset(name, data=_inverse(key, arrays[key]))
+        for layer in range(config.n_layers):
+            w0 = np.concatenate([arrays[f"lstm.input_weight.{layer}"], arrays[f"lstm.recurrent_weight.{layer}"]],
+                                axis=1)  # (D, 2P, 4C)
+            for direction in range(2):
+                h5.create_dataset(_rnn(direction, layer, "W_0"), data=w0[direction])
+                h5.create_dataset(_rnn(direction, layer, "B"), data=arrays[f"lstm.bias.{layer}"][direction])
+                h5.create_dataset(_rnn(direction, layer, "W_P_0"),
+                                  data=arrays[f"lstm.projection_weight.{layer}"][direction])
+        if "softmax.weight" in arrays:
+            h5.create_dataset("softmax/W", data=arrays["softmax.weight"])
+            h5.create_dataset("softmax/b", data=arrays["softmax.bias"])
     with atomic_path(options_file) as temporary:
         config.save(temporary)

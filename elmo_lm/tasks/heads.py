@@ -11,6 +11,7 @@ real tokens (AllenNLP's rule, without the `<S>`/`</S>` positions, which are not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..arguments import boolean, non_negative_number, one_of, positive_int, probability
 from ..errors import ElmoError
 from ..elmo import ScalarMix
 from .features import Batch
@@ -67,6 +69,7 @@ class HeadConfig:
             raise ElmoError("n_layers and elmo_dim must be set when the head uses ELMo")
         if len(set(self.labels)) != len(self.labels) or len(self.labels) < 1:
             raise ElmoError("labels must be a non-empty list without repeats")
+        check_head_options({name: getattr(self, name) for name in HEAD_OPTION_CHECKS})
 
     @property
     def feature_dim(self) -> int:
@@ -88,6 +91,26 @@ class HeadConfig:
             return cls(**values)
         except TypeError as error:
             raise ElmoError(f"{source}: {error}") from None
+
+
+HEAD_OPTION_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "elmo": lambda value, name: one_of(value, name, ("mix", "top", "average", "none")),
+    "do_layer_norm": boolean,
+    "dropout": probability,
+    "encoder": lambda value, name: one_of(value, name, ("lstm", "none")),
+    "hidden_dim": positive_int,
+    "pooling": lambda value, name: one_of(value, name, ("mean", "max")),
+    "mix_l2": non_negative_number,
+}
+"""The head settings a user chooses (`train_task`'s `head_options`) and the check of each."""
+
+
+def check_head_options(options: dict[str, Any]) -> None:
+    """Raise an `ElmoError` for an unknown head option or a bad value (before any work)."""
+    for name, value in options.items():
+        if name not in HEAD_OPTION_CHECKS:
+            raise ElmoError(f"unknown head option {name!r} (known: {', '.join(HEAD_OPTION_CHECKS)})")
+        HEAD_OPTION_CHECKS[name](value, name)
 
 
 class TaskHead(nn.Module):

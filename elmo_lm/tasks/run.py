@@ -10,12 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..arguments import boolean, one_of
 from ..errors import ElmoError
+from ..io.atomic import atomic_path
+from ..io.output_path import check_output_file
 from ..model import ElmoBiLM
 from .data import Example, read_examples
 from .features import elmo_layers, static_features
 from .folder import METRICS, load_head, save_head, write_json
-from .heads import HeadConfig, TaskHead, build_head
+from .heads import HeadConfig, TaskHead, build_head, check_head_options
 from .static import StaticVectors, load_static_vectors
 from .train import TaskData, TrainSettings, encode_targets, predict_ids, score, train_head
 
@@ -171,8 +174,13 @@ def train_task(
     Returns:
         The metrics written to `metrics.json`.
     """
+    one_of(task, "task", ("tagger", "classifier"))  # every argument checked before any work
+    boolean(tokenize, "tokenize")
+    if settings is not None and not isinstance(settings, TrainSettings):
+        raise ElmoError(f"settings must be a TrainSettings, not {type(settings).__name__}")
     settings = settings or TrainSettings()
     head_options = dict(head_options or {})
+    check_head_options(head_options)
     model = model or ModelSource()
     train = read_examples(train_file, task, tokenize)
     dev = read_examples(dev_file, task, tokenize) if dev_file is not None else None
@@ -228,6 +236,9 @@ def evaluate_task(
         cache_dir: keep the precomputed ELMo layers here.
         log: progress lines (enables the progress bar).
     """
+    for output in (predictions_file, metrics_file):  # before the work: a path it could never write
+        if output is not None:
+            check_output_file(output, overwrite=True)
     head = load_head(head_dir)
     config = head.config
     examples = read_examples(test_file, config.task, bool(config.inputs.get("tokenize", False)))
@@ -268,7 +279,8 @@ def write_predictions(path: str | Path, config: HeadConfig, examples: Sequence[E
             lines.append("")
         else:
             lines.append(f"{' '.join(example.tokens)}\t{config.labels[int(ids[0])]}")
-    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    with atomic_path(path) as temporary:
+        temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 def head_summary(head: TaskHead) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..arguments import integer, positive_int, positive_number
 from .features import Batch, Ragged, make_batch
 from .heads import TaskHead
 
@@ -70,6 +71,13 @@ class TrainSettings:
     """Global gradient-norm clip."""
     seed: int = 0
     """Seeds the batch order and dropout."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            positive_int(getattr(self, name), name)
+        for name in ("learning_rate", "grad_clip"):
+            positive_number(getattr(self, name), name)
+        integer(self.seed, "seed")
 
 
 def _padded_targets(data: TaskData, indices: Sequence[int], task: str, T: int) -> torch.Tensor:

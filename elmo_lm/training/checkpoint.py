@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import ElmoError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -66,8 +66,8 @@ def save_checkpoint(
         "sampler_rng": sampler_rng,
         "processes": process_states,
     }
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+    with atomic_file(path) as out:  # a full disk: one ElmoError naming the file (torch would raise a RuntimeError)
+        torch.save(payload, out)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -82,8 +82,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise ElmoError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+        # One line, and never torch's own text: for a file holding other objects it advises turning
+        # off weights_only, which would run whatever code the file carries.
+        kind = "holds objects other than tensors and plain data" if "weights_only" in str(error) else "damaged"
+        raise ElmoError(f"{path}: not a readable checkpoint ({kind}); it was not loaded") from None
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise ElmoError(f"{path}: not an elmo-lm checkpoint (format {FORMAT_VERSION})")
-    payload["progress"] = Progress(**payload["progress"])
+    try:
+        payload["progress"] = Progress(**payload["progress"])
+    except (KeyError, TypeError):
+        raise ElmoError(f"{path}: not an elmo-lm checkpoint (no valid progress record)") from None
     return payload

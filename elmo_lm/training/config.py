@@ -109,16 +109,25 @@ class TrainConfig:
                 raise ElmoError(f"training option {name} must be a positive integer or null, not {value!r}")
         if self.epochs is None and self.max_steps is None:
             raise ElmoError("training needs a limit: set epochs or max_steps")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ElmoError(f"training option dropout must be in [0, 1), not {self.dropout!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ElmoError(f"training option dropout must be a number in [0, 1), not {self.dropout!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ElmoError(f"training option optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.softmax not in SOFTMAX_KINDS:
             raise ElmoError(f"training option softmax must be one of {', '.join(SOFTMAX_KINDS)}, not {self.softmax!r}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ElmoError(f"training option learning_rate must be positive, not {self.learning_rate!r}")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ElmoError(f"training option clip_norm must be positive or null, not {self.clip_norm!r}")
+        for name in ("tokenize", "plot"):
+            if not isinstance(getattr(self, name), bool):
+                raise ElmoError(f"training option {name} must be true or false, not {getattr(self, name)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ElmoError(f"training option seed must be an integer, not {self.seed!r}")
+        for name in ("adagrad_initial_accumulator", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ElmoError(f"training option {name} must be a number >= 0, not {value!r}")
+        for name in ("learning_rate", "clip_norm"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise ElmoError(f"training option {name} must be a positive number or null, not {value!r}")
 
     @property
     def lr(self) -> float:

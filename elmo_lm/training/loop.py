@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..allocator import keep_freed_memory
 from ..corpus import expand_corpus
 from ..errors import ElmoError
+from ..io.atomic import atomic_path
 from ..model import ElmoBiLM, LstmState
 from ..vocab import Vocabulary
 from .checkpoint import CHECKPOINT_NAME, Progress, load_checkpoint, save_checkpoint
@@ -45,7 +46,7 @@ from .corpus_check import check_corpus
 from .data import LMBatches
 from .distributed import Distributed, setup_distributed
 from .evaluate import LossTotals, stateful_totals
-from .metrics import MetricsLog, perplexity_record, plot_learning_curves
+from .metrics import MetricsLog, perplexity_record, plot_learning_curves, read_metrics
 from .objective import LMObjective
 from .softmax import LogUniformSampler
 
@@ -109,13 +110,13 @@ def run_arguments(
 
     if resume:
         run = read_run(out_dir)
-        changing = [name for name, value in (("--config", config_name), ("--init", init), ("--init-options", init_options))
-                    if value]
+        changing = [name for name, value in (("--config", config_name), ("--init", init), ("--init-options", init_options),
+                                             ("--vocab", vocab_file)) if value]
         changing += [f"--set {key}" if key not in ("max_steps", "epochs") else "" for key in overrides]
         changing = [name for name in changing if name]
         if changing:
             raise ElmoError(f"--resume continues the run as configured in {Path(out_dir) / RUN_FILE}: "
-                            f"{', '.join(changing)} cannot change (only --max-steps / --epochs and data paths)")
+                            f"{', '.join(changing)} cannot change (only --max-steps / --epochs, and --train / --valid for the same data moved)")
         config = TrainConfig.from_dict(run["config"], source=str(Path(out_dir) / RUN_FILE))
         config = config.replace(**overrides)
         return dict(config=config, train_data=list(train_data) or run["train"], vocab_file=None,
@@ -315,7 +316,8 @@ def _train(
                "vocab": str(vocab_file), "init": str(init) if init else None,
                "init_options": str(init_options) if init_options else None, "world_size": dist.world_size,
                "config": config.to_dict()}
-        (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+        with atomic_path(out / RUN_FILE) as temporary:
+            temporary.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
         metrics.path.unlink(missing_ok=True)
     dist.barrier()
 
@@ -362,6 +364,10 @@ def _train(
     console.open_bar(total, progress.step)
 
     last_valid = last_checkpoint = -1
+    if resume:  # what the checkpoint's step already has: resuming a finished run adds no record
+        last_checkpoint = progress.step
+        if any(r.get("split") == "valid" and r.get("step") == progress.step for r in read_metrics(metrics.path)):
+            last_valid = progress.step
     clock = time.perf_counter()
     while not finished():
         batches = iter(batcher.iter_epoch(progress.epoch, start_batch=progress.batch_in_epoch))

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, full_disk_error
 
 
 def perplexity_record(forward_loss: float, backward_loss: float) -> dict[str, float]:
@@ -60,10 +60,16 @@ class MetricsLog:
             temporary.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        """Append one record."""
-        with open(self.path, "a", encoding="utf-8") as out:
-            out.write(json.dumps(record) + "\n")
-            out.flush()
+        """Append one record (a full disk: an ElmoError naming the file)."""
+        try:
+            with open(self.path, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+        except OSError as error:
+            converted = full_disk_error(error, self.path)
+            if converted is None:
+                raise
+            raise converted from error
 
 
 def plot_learning_curves(metrics_path: str | os.PathLike[str], png_path: str | os.PathLike[str]) -> bool:
