@@ -464,10 +464,10 @@ def export_onnx_command(model_dir, output_file, overwrite):
     `batch_to_ids`, outputs `layers` (batch, L+1, tokens, 2P) float32 and `mask` (batch, tokens). Batch and
     length are dynamic; each LSTM layer's time loop is an ONNX Scan."""
     _require_extra("onnx", "onnx", "elmo export-onnx")
+    from .io.output_path import check_output_file
     from .onnx_export import export_onnx
 
-    if Path(output_file).exists() and not overwrite:
-        raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
+    check_output_file(output_file, overwrite)
     model = _open_model(None if model_dir == "bundled" else model_dir, None, None)
     export_onnx(model, output_file)
     click.echo(f"wrote {output_file}", err=True)

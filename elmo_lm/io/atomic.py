@@ -63,12 +63,10 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 def full_disk_error(error: BaseException, path: str | os.PathLike[str]) -> ElmoError | None:
     """An `ElmoError` naming `path` for a full-disk `error` writing it (None for other errors).
 
-    Libraries that write in native code report it in their own exception type (safetensors:
-    "I/O error: No space left on device (os error 28)"): their message is read too."""
-    if isinstance(error, OSError):
-        number = error.errno
-    else:
-        number = next((n for n in FULL_DISK_ERRORS if f"os error {n})" in str(error)), None)
+    Libraries that write in native code report it in their own words (safetensors: "I/O error: No
+    space left on device (os error 28)"; pyarrow an OSError without errno): their message is read too."""
+    number = error.errno if isinstance(error, OSError) and error.errno in FULL_DISK_ERRORS else next(
+        (n for n in FULL_DISK_ERRORS if f"os error {n})" in str(error) or os.strerror(n) in str(error)), None)
     if number not in FULL_DISK_ERRORS:
         return None
     return ElmoError(f"{path}: {FULL_DISK_ERRORS[number]} (not written; an earlier {Path(path).name} is unchanged)")
