@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .allocator import release_free_memory, return_large_blocks
 from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
 from .errors import ElmoError
-from .inference import PRECISIONS, keep_weights_in
+from .inference import PRECISIONS, keep_weights_in, use_precision
 from .inference.cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
 from .io.atomic import atomic_path
 from .model import ElmoBiLM
@@ -123,8 +123,9 @@ class Embedder:
         initial = None
         if self.stateful:
             initial = self._states.initial(self.model.lstm, len(token_lists), self.model.lstm.bias[0])
-        output = self.model.contextualize_indexed(vectors, index, mask, state=initial, precision=self.precision,
-                                                  return_state=self.stateful)
+        with use_precision(self.precision):
+            output = self.model.contextualize_indexed(vectors, index, mask, state=initial,
+                                                      return_state=self.stateful)
         del vectors, index, mask
         if self.stateful:
             self._states.update(output.state)
@@ -153,7 +154,8 @@ class Embedder:
     def _encode_strings(self, tokens: list[str]) -> torch.Tensor:
         """Context-free vectors `(len(tokens), P)` of token strings."""
         char_ids = torch.from_numpy(tokens_to_ids(tokens)).to(self.device)  # (U, 50)
-        return self.model.token_encoder(char_ids, self.precision)
+        with use_precision(self.precision):
+            return self.model.token_encoder(char_ids)  # (U, P)
 
     def embed_sentence(self, sentence: Sentence) -> np.ndarray:
         """All layers `(L+1, n, 2P)` of one sentence (a token list, or a string to tokenize)."""

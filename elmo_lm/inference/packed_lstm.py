@@ -17,17 +17,23 @@ In bfloat16 the matmuls run in bfloat16, the cell, the activations and the clips
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
+from torch import nn
 
+from ..bilm_types import FORGET_BIAS, LstmState
 from .cpu_features import is_intel
 from .matmul import ONEDNN, linear, pack
+from .precision import current_precision, matmul_dtype
 from .scratch import scratch
-from .weights import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, matmul_dtype
+from .weights import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights
 
-if TYPE_CHECKING:
-    from ..model import LstmpStack, LstmState
+INFERENCE_LSTM_CHUNK_BYTES = 24 * 2**20
+"""Upper bound on the precomputed input projection held at once, most of inference's working memory:
+one direction's gates at a time (256 rows of the original model's, or its layer-0 gates for up to
+384 distinct tokens of a batch; 16 MB left the distinct-token shortcut unused in the bench's longer
+batches and ran about 8% slower on the original model, measured on 2 cores of a Xeon)."""
 
 MAX_CHUNK_ROWS = 1024
 """At most this many packed rows per input-projection chunk: larger matmuls gain nothing more."""
@@ -83,7 +89,7 @@ def plan_runs(lengths: torch.Tensor, row_stride: int, reverse: tuple[bool, ...])
     return RunPlan(order, batch_sizes, offsets, index)
 
 
-def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tensor, ...]]:
+def _lstm_weights(lstm: nn.Module, dtype: torch.dtype) -> list[tuple[torch.Tensor, ...]]:
     """Per layer, in `F.linear`'s layout: input and recurrent weights `(D, 4C, P)`, projection
     `(D, P, C)` in `dtype`, and the bias `(D, 4C)` with the forget bias added, float32.
 
@@ -91,8 +97,6 @@ def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tens
     `keep_weights_in` stored them transposed), copied only for another dtype. The per-step
     weights (recurrent and projection) are packed when `pack_step_weights` allows.
     """
-    from ..model import FORGET_BIAS
-
     L, C = lstm.config.n_layers, lstm.config.lstm_dim
     names = ("input_weight", "recurrent_weight", "projection_weight")
     swap = frozenset(f"{name}.{layer}" for name in names for layer in range(L))
@@ -109,7 +113,7 @@ def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tens
     return layers
 
 
-def packed_step_weights(lstm: LstmpStack, weights: dict[str, torch.Tensor], dtype: torch.dtype
+def packed_step_weights(lstm: nn.Module, weights: dict[str, torch.Tensor], dtype: torch.dtype
                         ) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None:
     """Packed (`matmul.pack`) recurrent and projection weights per layer and direction (cached on the
     module), or None when oneDNN is missing or the copies would exceed `PACK_LIMIT_BYTES`."""
@@ -130,7 +134,36 @@ def packed_step_weights(lstm: LstmpStack, weights: dict[str, torch.Tensor], dtyp
          [pack(w) for w in weights[f"projection_weight.{layer}"]]) for layer in range(L)])
 
 
-def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride: int,
+def run_stack(lstm: nn.Module, x: torch.Tensor, lengths: torch.Tensor, state: LstmState | None,
+              chunk_bytes: int = INFERENCE_LSTM_CHUNK_BYTES) -> tuple[list[torch.Tensor], LstmState]:
+    """`LstmpStack.forward` of a `model.LstmpStack` without autograd, in the current precision.
+
+    Args:
+        x: `(D, B, T, P)` layer-0 input of each direction, in reading order; lengths: `(D, B)`.
+        state: initial state, zeros when None.
+
+    Returns:
+        Each layer's output `(D, B, T, P)` (values past a row's length unspecified) and the final state.
+    """
+    precision = current_precision()
+    D, B, T, P = x.shape
+    L = lstm.config.n_layers
+    grid = x.new_zeros(B, L + 1, T, 2 * P)  # (B, L+1, T, 2P): layer 0 the input, then each output
+    grid[:, 0, :, :P] = x[0]
+    grid[:, 0, :, P:] = x[1]
+    flat = grid.view(-1, 2 * P)  # (B*(L+1)*T, 2P)
+    if torch.equal(lengths[0], lengths[1]):
+        plan = plan_runs(lengths[0], (L + 1) * T, (False, False))
+        final = run_packed(lstm, flat, plan, T, state, precision, chunk_bytes)
+    else:  # each direction with its own lengths
+        finals = [run_packed(lstm, flat, plan_runs(lengths[d], (L + 1) * T, (False,)), T, state, precision,
+                             chunk_bytes, directions=(d,)) for d in range(D)]
+        final = LstmState(torch.cat([f.h for f in finals], dim=1), torch.cat([f.c for f in finals], dim=1))
+    outputs = [torch.stack([grid[:, layer, :, :P], grid[:, layer, :, P:]]) for layer in range(1, L + 1)]
+    return outputs, final  # each output (D, B, T, P)
+
+
+def run_packed(lstm: nn.Module, grid: torch.Tensor, plan: RunPlan, layer_stride: int,
                state: LstmState | None, precision: str, chunk_bytes: int,
                directions: tuple[int, ...] = (0, 1), distinct: tuple[torch.Tensor, torch.Tensor] | None = None
                ) -> LstmState:
@@ -149,8 +182,6 @@ def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride
     Returns:
         The state after each row's last step `(L, len(directions), B, .)`, in batch order.
     """
-    from ..model import LstmState
-
     config, dtype = lstm.config, matmul_dtype(precision)
     L, P, C = config.n_layers, config.projection_dim, config.lstm_dim
     D, B = len(directions), len(plan.order)
