@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
+from .cpu_features import bfloat16_is_fast
 from .errors import ElmoError
-from .inference.cpu_features import bfloat16_is_fast
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from .allocator import release_free_memory, return_large_blocks
 from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
+from .cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
 from .errors import ElmoError
 from .inference import PRECISIONS, keep_weights_in, use_precision
-from .inference.cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
 from .io.atomic import atomic_path
 from .model import ElmoBiLM
 from .state import RowStates

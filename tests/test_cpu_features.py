@@ -4,11 +4,10 @@ import warnings
 
 import pytest
 
-from elmo_lm import Embedder
+from elmo_lm import Embedder, cpu_features
 from elmo_lm.bundled import bundled_model_path
 from elmo_lm.cli import main
-from elmo_lm.inference import cpu_features
-from elmo_lm.inference.cpu_features import bfloat16_is_fast_for, parse_cpuinfo
+from elmo_lm.cpu_features import bfloat16_is_fast_for, parse_cpuinfo
 from elmo_lm.io import load_model
 
 XEON_NO_AMX = """processor\t: 0

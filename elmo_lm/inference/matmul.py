@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .cpu_features import is_intel
+from ..cpu_features import is_intel
 from .scratch import scratch
 
 _ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
@@ -101,8 +101,16 @@ def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked, bias: torch.Tensor
     return F.linear(x, weight, None if bias is None else bias.to(x.dtype))
 
 
-MKL_INTO_BUFFERS = is_intel()
-"""Whether `linear(..., into_buffer=True)` writes into the result buffer (see `writes_into_buffers`)."""
+MKL_INTO_BUFFERS: bool | None = None
+"""Whether `linear(..., into_buffer=True)` writes into the result buffer (see `writes_into_buffers`);
+None until first needed, then whether this CPU is Intel's (no CPU is read at import)."""
+
+
+def _mkl_into_buffers() -> bool:
+    global MKL_INTO_BUFFERS
+    if MKL_INTO_BUFFERS is None:
+        MKL_INTO_BUFFERS = is_intel()
+    return MKL_INTO_BUFFERS
 
 RESULT_BUFFER = "linear result"
 """The scratch buffer `linear(..., into_buffer=True)` writes into: one for all such calls, so that
@@ -121,7 +129,7 @@ def writes_into_buffers(x: torch.Tensor, weight: torch.Tensor | MklPacked) -> bo
     original's `(384, 512) x (512, 16384)` 38 ms either way; whole passes: small +16%, original
     unchanged.
     """
-    return MKL_INTO_BUFFERS and x.dtype == torch.float32 and x.device.type == "cpu" \
+    return _mkl_into_buffers() and x.dtype == torch.float32 and x.device.type == "cpu" \
         and isinstance(weight, torch.Tensor) and weight.layout == torch.strided and weight.dtype == torch.float32
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..bilm_types import FORGET_BIAS, LstmState
-from .cpu_features import is_intel
+from ..cpu_features import is_intel
 from .matmul import ONEDNN, linear, pack
 from .precision import current_precision, matmul_dtype
 from .scratch import scratch
@@ -265,15 +265,19 @@ SMALL_TANH_ELEMENTS = 16384
 fixed cost (about 8 us each, the scalar arguments included) outweighs tanh's slower arithmetic
 there (a single long sentence steps with one row)."""
 
-TANH_VIA_SIGMOID = not is_intel()
-"""Whether `_tanh_` computes large tensors as `2 * sigmoid(2x) - 1`. On the AMD EPYC PyTorch's
-sigmoid ran about 4x faster than its tanh; on a Xeon tanh ran as fast as sigmoid and the four
-operations 1.7-3x slower than the one (`(32, 4096)` of the original model's gates: 24 against 42
-us), whole passes +12% (original) and +4% (small)."""
+TANH_VIA_SIGMOID: bool | None = None
+"""Whether `_tanh_` computes large tensors as `2 * sigmoid(2x) - 1`; None until first needed, then
+True unless this CPU is Intel's (no CPU is read at import). On the AMD EPYC PyTorch's sigmoid ran
+about 4x faster than its tanh; on a Xeon tanh ran as fast as sigmoid and the four operations
+1.7-3x slower than the one (`(32, 4096)` of the original model's gates: 24 against 42 us), whole
+passes +12% (original) and +4% (small)."""
 
 
 def _via_sigmoid(x: torch.Tensor) -> bool:
     """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1`."""
+    global TANH_VIA_SIGMOID
+    if TANH_VIA_SIGMOID is None:
+        TANH_VIA_SIGMOID = not is_intel()
     return TANH_VIA_SIGMOID and x.numel() >= SMALL_TANH_ELEMENTS
 
 
