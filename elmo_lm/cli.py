@@ -417,12 +417,13 @@ def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_
     \b
     elmo train --train 'corpus/*.txt' --vocab vocab.txt --config small --out run/ --valid dev.txt
     elmo train --out run/ --resume
-    torchrun --nproc_per_node=4 -m elmo_lm.training.loop --train ... (the same options; data parallel)
+    torchrun --nproc_per_node=4 -m elmo_lm train --train ... (the same options; data parallel)
 
     The run folder gets run.json, vocab.txt, checkpoint.pt, metrics.jsonl and learning_curves.png;
     `elmo export` turns it into a model folder.
     """
-    from .training.loop import parse_overrides, run_arguments, train
+    from .training.loop import train
+    from .training.run_folder import parse_overrides, run_arguments
 
     options = parse_overrides(overrides)
     if tokenize:
@@ -432,7 +433,7 @@ def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_
             options[key] = value
     arguments = run_arguments(out_dir, resume, config_name, train_data, vocab_file, valid_data, init, init_options,
                               options)
-    train(out_dir=out_dir, device=None if device == "auto" else device, quiet=quiet, **arguments)
+    train(out_dir=out_dir, device=None if device == "auto" else device, quiet=quiet, tune_allocator=True, **arguments)
 
 
 @cli.command("evaluate")
@@ -457,7 +458,7 @@ def evaluate_command(model_dir, data, vocab_file, mode, batch_size, unroll_steps
 
     folder = Path(model_dir)
     if (folder / "checkpoint.pt").is_file() and (folder / "run.json").is_file():
-        from .training.export import load_run_model
+        from .training.run_folder import load_run_model
 
         model = load_run_model(folder)
     else:

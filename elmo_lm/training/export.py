@@ -10,48 +10,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ..errors import ElmoError
 from ..io import save_allennlp_weights, save_pretrained
-from ..model import ElmoBiLM
 from .config import TrainConfig
+from .run_folder import VOCAB_NAME, load_run_model, run_config
 
 EXPORTED_FILES = ("config.json", "model.safetensors", "vocab.txt", "options.json", "weights.hdf5")
-
-
-def load_run_model(run_dir: str | Path) -> ElmoBiLM:
-    """The model of a run's latest checkpoint (softmax included), in evaluation mode.
-
-    Raises:
-        ElmoError: the folder is not a run, or its checkpoint is missing or unreadable.
-    """
-    run_dir = Path(run_dir)
-    config = run_config(run_dir)
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    state = checkpoint["model"]
-    vocab_size = state["softmax.weight"].shape[0] if "softmax.weight" in state else None
-    model = ElmoBiLM(config.model, vocab_size=vocab_size)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise ElmoError(f"{run_dir / CHECKPOINT_NAME}: does not fit the run's config ({error})") from None
-    model.eval()
-    return model
-
-
-def run_config(run_dir: str | Path) -> TrainConfig:
-    """The training config recorded in a run's `run.json`."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise ElmoError(f"{run_dir}: not a training run (no run.json)")
-    try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as bad:
-        raise ElmoError(f"{path}: not valid JSON ({bad})") from None
-    return TrainConfig.from_dict(run["config"], source=str(path))
 
 
 def bilm_tf_options(config: TrainConfig, vocab_size: int) -> dict[str, object]:
@@ -87,6 +53,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False
     assert model.softmax is not None
     model.config = model.config.replace(extra=bilm_tf_options(config, model.softmax.out_features))
     out.mkdir(exist_ok=True)
-    save_pretrained(model, out, vocab_file=run_dir / "vocab.txt")
+    save_pretrained(model, out, vocab_file=run_dir / VOCAB_NAME)
     save_allennlp_weights(model.config, model.state_dict(), out / "options.json", out / "weights.hdf5")
     return files
