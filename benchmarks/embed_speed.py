@@ -160,7 +160,7 @@ def run_configuration(size: str, precision: str, folder: Path, passes: int, batc
     if cache:
         extra["token_cache"] = True
     embedder = Embedder(options_file=folder / f"{size}_options.json", weight_file=folder / f"{size}_weights.hdf5",
-                        batch_size=batch_size, **extra)
+                        batch_size=batch_size, tune_allocator=True, **extra)  # as `elmo embed`
     load_seconds = time.perf_counter() - start
     embedder.encode(sentences)  # warm-up (its vectors are dropped at once)
     times, busy = [], []

@@ -43,7 +43,7 @@ def fixture_model():
 def _with_cpu(monkeypatch, fast: bool) -> None:
     monkeypatch.setattr(cpu_features, "bfloat16_is_fast", lambda: fast)
     monkeypatch.setattr("elmo_lm.embed.bfloat16_is_fast", lambda: fast)
-    monkeypatch.setattr("elmo_lm.cli.bfloat16_is_fast", lambda: fast)
+    monkeypatch.setattr("elmo_lm.info.bfloat16_is_fast", lambda: fast)
 
 
 def test_bfloat16_embedder_warns_on_a_cpu_where_it_does_not_pay(monkeypatch, fixture_model):

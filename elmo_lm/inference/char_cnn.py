@@ -116,7 +116,7 @@ def _padding_window(table: torch.Tensor, window_weight: torch.Tensor) -> torch.T
     return linear(pad[None, :], window_weight)[0].float()  # (F,)
 
 
-def _highway_and_projection(encoder: TokenEncoder, weights: dict[str, torch.Tensor], features: torch.Tensor,
+def _highway_and_projection(encoder: nn.Module, weights: dict[str, torch.Tensor], features: torch.Tensor,
                             dtype: torch.dtype) -> torch.Tensor:
     """Activation, highway layers and projection of max-pooled features `(n, F)` (overwritten) -> `(n, P)`.
 
