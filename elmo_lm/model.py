@@ -58,7 +58,7 @@ class TokenEncoder(nn.Module):
     def __init__(self, config: ModelConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.config = config
-        # Row 0 marks a padding token (all-zero char ids); rows 1..261 are raw ids 0..260.
+        # Row 0 marks a padding token (all-zero char ids); rows 1..N_RAW_CHARS are the raw ids 0..260.
         # On the meta device (a model to load weights into) nothing is initialised: nn.Embedding's
         # random init there would import torch._dynamo (74 MB of memory, a second of time).
         table = torch.empty(N_CHARS, config.char_embed_dim, device=device) if _is_meta(device) else None

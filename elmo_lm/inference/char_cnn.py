@@ -75,7 +75,7 @@ def encode_tokens_inference(encoder: nn.Module, char_ids: torch.Tensor, chunk_by
     if N == 0:
         return output
     window_weight, bias = _window_weights(encoder, weights)  # (F, widest * e), (F,)
-    table = weights["char_embedding.weight"]  # (262, e)
+    table = weights["char_embedding.weight"]  # (N_CHARS, e)
     padding = _padding_window(table, window_weight)  # (F,)
     extent = content_extent(char_ids)  # (N,)
     order = torch.argsort(extent)  # (N,), shortest first

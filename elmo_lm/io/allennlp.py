@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import torch
 
+from ..chars import N_RAW_CHARS
 from ..config import ModelConfig
 from ..errors import ElmoError
 from .atomic import atomic_path
@@ -29,7 +30,7 @@ def _dataset_map(config: ModelConfig) -> list[tuple[str, tuple[int, ...], str, C
     e, F_, P = config.char_embed_dim, config.n_filters, config.projection_dim
     entries = [
         # The file's table has raw ids 0..260; the model shifts ids by +1 and keeps row 0 for padding.
-        ("char_embed", (261, e), "token_encoder.char_embedding.weight",
+        ("char_embed", (N_RAW_CHARS, e), "token_encoder.char_embedding.weight",
          lambda a: np.concatenate([np.zeros((1, e), a.dtype), a])),
     ]
     for i, (width, count) in enumerate(config.filters):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import BILM_TF_TRAINING_KEYS
 from ..errors import ElmoError
 from ..io import save_allennlp_weights, save_pretrained
 from .config import TrainConfig
@@ -21,17 +22,16 @@ EXPORTED_FILES = ("config.json", "model.safetensors", "vocab.txt", "options.json
 
 
 def bilm_tf_options(config: TrainConfig, vocab_size: int) -> dict[str, object]:
-    """The training keys of a bilm-tf `options.json` for a model trained with `config`."""
-    options: dict[str, object] = {
-        "bidirectional": True, "dropout": config.dropout, "batch_size": config.batch_size,
-        "unroll_steps": config.unroll_steps, "n_tokens_vocab": vocab_size,
-        "n_negative_samples_batch": config.n_negative_samples, "sample_softmax": config.use_sampled_softmax(vocab_size),
-        "learning_rate": config.lr,
-    }
-    if config.clip_norm is not None:
-        options["all_clip_norm_val"] = config.clip_norm
-    if config.epochs is not None:
-        options["n_epochs"] = config.epochs
+    """The training keys of a bilm-tf `options.json` for a model trained with `config`: those of
+    `config.BILM_TF_TRAINING_KEYS` that have a value (no clip or epoch limit: left out)."""
+    known: dict[str, object] = {"bidirectional": True, "n_tokens_vocab": vocab_size,
+                                "sample_softmax": config.use_sampled_softmax(vocab_size),
+                                "learning_rate": config.lr}  # the rate in effect, the optimizer's default or not
+    options: dict[str, object] = {}
+    for key, name in BILM_TF_TRAINING_KEYS.items():
+        value = known[key] if key in known else (getattr(config, name) if name is not None else None)
+        if value is not None:
+            options[key] = value
     return options
 
 
