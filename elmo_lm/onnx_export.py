@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .bilm_types import FORGET_BIAS
 from .chars import BOS_IDS, EOS_IDS
 from .io.atomic import atomic_path
-from .bilm_types import FORGET_BIAS
 from .model import ElmoBiLM
 
 OPSET = 18
