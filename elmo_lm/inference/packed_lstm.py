@@ -2,16 +2,17 @@
 
 Rows are sorted by length and packed time-major: step t computes only the first `batch_sizes[t]`
 sorted rows, so there is no padding work and no masking. Within a layer the directions run one
-after the other (each step then reads one direction's weights: about 9% faster on the original
+after the other (each step then reads one direction's weights, which was faster on the original
 model than alternating directions step by step). Each chunk of steps gets its input projection
 from one batched matmul; the per-step loop does only the recurrence, in place. Layers read their
 input from and write their output to rows of the caller's grid (the result tensor), through
 `RunPlan.index`.
 
-Every matmul goes through `matmul.linear` (2-4x faster than PyTorch's default on AMD CPUs), with
+Every matmul goes through `matmul.linear` (faster than PyTorch's default on AMD CPUs), with
 the weights in `F.linear`'s layout; the per-step weights are packed where that fits (`matmul.pack`:
 MKL's layout for float32 on Intel CPUs, oneDNN's elsewhere).
 In bfloat16 the matmuls run in bfloat16, the cell, the activations and the clips in float32.
+The measurements behind these choices: `benchmarks/RESULTS-kernels.md`.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ INFERENCE_LSTM_CHUNK_BYTES = 24 * 2**20
 """Upper bound on the precomputed input projection held at once, most of inference's working memory:
 one direction's gates at a time (256 rows of the original model's, or its layer-0 gates for up to
 384 distinct tokens of a batch; 16 MB left the distinct-token shortcut unused in the bench's longer
-batches and ran about 8% slower on the original model, measured on 2 cores of a Xeon)."""
+batches, and ran slower)."""
 
 MAX_CHUNK_ROWS = 1024
 """At most this many packed rows per input-projection chunk: larger matmuls gain nothing more."""
 
 PACK_LIMIT_BYTES = 128 * 2**20
-"""Pack the per-step weights (a copy beside the parameters, 1.2-1.7x faster at batch 32) when the
+"""Pack the per-step weights (a copy beside the parameters, faster at batch 32) when the
 copies take at most this much: the small and the bfloat16 original models, not the float32
 original (168 MB), whose peak memory would pass 1 GB. A model converted by `keep_weights_in` (the
 embedder's own) keeps these weights only packed, whatever their size."""
@@ -215,8 +216,8 @@ def _run_layer(halves: list[torch.Tensor], plan: RunPlan, offset: int, layer_str
                dtype: torch.dtype, distinct: tuple[torch.Tensor, torch.Tensor] | None) -> None:
     """One layer over the packed rows; updates `h` `(D, B, P)` and `c` `(D, B, C)` in place.
 
-    One direction after the other: a step then reads one direction's weights, not both (running
-    the two directions on a thread each was measured no faster).
+    One direction after the other: a step then reads one direction's weights, not both (a thread per
+    direction was no faster).
     """
     for d in range(h.shape[0]):
         _run_direction(halves[d], plan, d, offset, layer_stride, h[d], c[d], tuple(w[d] for w in weights),
@@ -262,15 +263,12 @@ def _run_direction(half: torch.Tensor, plan: RunPlan, d: int, offset: int, layer
 
 SMALL_TANH_ELEMENTS = 16384
 """Below this many elements `_tanh_` calls PyTorch's tanh: one operation instead of four, whose
-fixed cost (about 8 us each, the scalar arguments included) outweighs tanh's slower arithmetic
-there (a single long sentence steps with one row)."""
+fixed costs outweigh tanh's slower arithmetic there (a single long sentence steps with one row)."""
 
 TANH_VIA_SIGMOID: bool | None = None
 """Whether `_tanh_` computes large tensors as `2 * sigmoid(2x) - 1`; None until first needed, then
-True unless this CPU is Intel's (no CPU is read at import). On the AMD EPYC PyTorch's sigmoid ran
-about 4x faster than its tanh; on a Xeon tanh ran as fast as sigmoid and the four operations
-1.7-3x slower than the one (`(32, 4096)` of the original model's gates: 24 against 42 us), whole
-passes +12% (original) and +4% (small)."""
+True unless this CPU is Intel's (no CPU is read at import): on an AMD EPYC PyTorch's sigmoid ran
+much faster than its tanh, on a Xeon as fast (`benchmarks/RESULTS-kernels.md`)."""
 
 
 def _via_sigmoid(x: torch.Tensor) -> bool:
