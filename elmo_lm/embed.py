@@ -13,7 +13,6 @@ the embedder's life, `token_cache`), and the model's inference kernels (`elmo_lm
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 from .allocator import release_free_memory, return_large_blocks
 from .bundled import open_model
 from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids, tokens_to_ids
-from .cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
+from .cpu_features import choose_precision
 from .errors import ElmoError
 from .inference import PRECISIONS, keep_weights_in, use_precision
 from .io.atomic import atomic_path
@@ -78,6 +77,8 @@ class Embedder:
             precision: "float32" (exact) or "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: up to twice as fast on CPUs with AMX or AMD's AVX-512 BF16, no faster
                 elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999).
+                On a CPU without bfloat16 instructions (AVX2 only) it runs float32, with a
+                RuntimeWarning; `self.precision` tells which runs.
                 A model the embedder loads itself then keeps its weight matrices in bfloat16 (half
                 the memory). Such a model, in either precision, is for inference only.
             token_cache: keep each token string's context-free vector across batches (True for up
@@ -88,8 +89,7 @@ class Embedder:
         """
         if precision not in PRECISIONS:
             raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        if precision == "bfloat16" and torch.device(device).type == "cpu" and not bfloat16_is_fast():
-            warnings.warn(SLOW_BFLOAT16_WARNING, RuntimeWarning, stacklevel=2)
+        precision = choose_precision(precision, torch.device(device).type)  # float32 on a CPU without bfloat16
         if not isinstance(model, ElmoBiLM):
             model = open_model(model, options_file, weight_file).to(device)
             keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies

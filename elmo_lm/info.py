@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .bundled import bundled_model_path, open_model
-from .cpu_features import bfloat16_is_fast
+from .cpu_features import bfloat16_is_fast, bfloat16_runs
 
 
 def model_info(model_dir: str | Path | None = None, options_file: str | Path | None = None,
@@ -30,6 +30,14 @@ def model_info(model_dir: str | Path | None = None, options_file: str | Path | N
         ("output", f"{config.n_output_layers} layers of width {config.output_dim}"),
         ("parameters", f"{encoder + lstm:,} (token encoder {encoder:,}, LSTMs {lstm:,})"),
         ("softmax", f"{model.softmax.out_features:,} words, {softmax:,} parameters" if softmax else "none"),
-        ("bfloat16 here", "faster than float32 (AMX or AMD AVX-512 BF16)" if bfloat16_is_fast()
-                          else "likely no faster than float32 (no AMX, no AMD AVX-512 BF16): use float32"),
+        ("bfloat16 here", bfloat16_here()),
     ]
+
+
+def bfloat16_here() -> str:
+    """The verdict on `--precision bfloat16` for this CPU."""
+    if not bfloat16_runs():
+        return "not supported (no AVX-512 BW/VL/DQ, no AVX-NE-CONVERT): --precision bfloat16 runs float32"
+    if bfloat16_is_fast():
+        return "faster than float32 (AMX or AMD AVX-512 BF16)"
+    return "likely no faster than float32 (no AMX, no AMD AVX-512 BF16): use float32"

@@ -266,17 +266,15 @@ SMALL_TANH_ELEMENTS = 16384
 fixed costs outweigh tanh's slower arithmetic there (a single long sentence steps with one row)."""
 
 TANH_VIA_SIGMOID: bool | None = None
-"""Whether `_tanh_` computes large tensors as `2 * sigmoid(2x) - 1`; None until first needed, then
-True unless this CPU is Intel's (no CPU is read at import): on an AMD EPYC PyTorch's sigmoid ran
-much faster than its tanh, on a Xeon as fast (`benchmarks/RESULTS-kernels.md`)."""
+"""Whether `_tanh_` computes large tensors as `2 * sigmoid(2x) - 1`; None: where the CPU is not
+Intel's (read on first use, not at import): on an AMD EPYC PyTorch's sigmoid ran much faster than
+its tanh, on a Xeon as fast (`benchmarks/RESULTS-kernels.md`)."""
 
 
 def _via_sigmoid(x: torch.Tensor) -> bool:
     """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1`."""
-    global TANH_VIA_SIGMOID
-    if TANH_VIA_SIGMOID is None:
-        TANH_VIA_SIGMOID = not is_intel()
-    return TANH_VIA_SIGMOID and x.numel() >= SMALL_TANH_ELEMENTS
+    via_sigmoid = not is_intel() if TANH_VIA_SIGMOID is None else TANH_VIA_SIGMOID
+    return via_sigmoid and x.numel() >= SMALL_TANH_ELEMENTS
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
