@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .chars import batch_to_ids
 from .arguments import boolean, one_of, positive_int, probability
+from .chars import batch_to_ids
+from .cpu_features import choose_precision
 from .errors import ElmoError
-from .inference.cpu_features import choose_precision
+from .inference import PRECISIONS, use_precision
 from .model import ElmoBiLM
 from .state import RowStates
 
@@ -123,7 +124,7 @@ class Elmo(nn.Module):
                            ("keep_sentence_boundaries", keep_sentence_boundaries), ("stateful", stateful)):
             boolean(flag, name)
         probability(dropout, "dropout")
-        one_of(precision, "precision", ("float32", "bfloat16"))
+        one_of(precision, "precision", PRECISIONS)
         if vocab_to_cache is not None and (isinstance(vocab_to_cache, str)
                                            or not all(isinstance(word, str) for word in vocab_to_cache)):
             raise ElmoError("vocab_to_cache must be a list of word strings")
@@ -154,9 +155,9 @@ class Elmo(nn.Module):
         self._word_cache: torch.Tensor | None = None
         if vocab_to_cache is not None:
             # Row 0 of word_inputs is padding; the boundary vectors are appended after the words.
-            with torch.no_grad():
+            with torch.no_grad(), use_precision(self._precision):
                 ids = batch_to_ids([list(vocab_to_cache) + ["<S>", "</S>"]])[0]  # (V+2, 50)
-                self._word_cache = module.token_encoder(ids, self._precision).detach()  # (V+2, P)
+                self._word_cache = module.token_encoder(ids).detach()  # (V+2, P)
 
     def get_output_dim(self) -> int:
         """Width of each representation: 2P."""
@@ -187,7 +188,8 @@ class Elmo(nn.Module):
         else:
             batch = inputs.shape[0]
             initial = self._states.initial(model.lstm, batch, model.lstm.bias[0]) if self._states else None
-            output = model(inputs, state=initial, keep_boundaries=True, precision=self._precision)
+            with use_precision(self._precision):
+                output = model(inputs, state=initial, keep_boundaries=True)
             if self._states is not None:
                 self._states.update(output.state)
             layers, mask = output.layers, output.mask  # (B, L+1, T+2, 2P), (B, T+2)
@@ -213,7 +215,8 @@ class Elmo(nn.Module):
         tokens[torch.arange(B), lengths + 1] = cache[-1]
         wrapped_mask = torch.arange(T + 2)[None, :] < (lengths + 2)[:, None]  # (B, T+2)
         initial = self._states.initial(model.lstm, B, tokens) if self._states else None
-        output = model.contextualize(tokens, wrapped_mask, initial, keep_boundaries=True, precision=self._precision)
+        with use_precision(self._precision):
+            output = model.contextualize(tokens, wrapped_mask, initial, keep_boundaries=True)
         if self._states is not None:
             self._states.update(output.state)
         return output.layers, output.mask

@@ -1,0 +1,34 @@
+"""`elmo convert`: write a model in the other format (this project's folder, or the AllenNLP/bilm-tf files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from ..errors import ElmoError
+from ..model import ElmoBiLM
+from .allennlp import save_allennlp_weights
+from .folder import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
+from .output_path import check_output_file
+
+TARGET_FILES = {"folder": (CONFIG_NAME, WEIGHTS_NAME), "allennlp": ("options.json", "weights.hdf5")}
+"""The files each target format consists of."""
+
+
+def convert_model(model: ElmoBiLM, target: Literal["folder", "allennlp"], out_dir: str | Path,
+                  overwrite: bool = False) -> list[Path]:
+    """Write `model` into `out_dir` as a model folder or as `options.json` + `weights.hdf5`; returns the files.
+
+    Raises:
+        ElmoError: one of the files exists already and not `overwrite`, or cannot be written.
+    """
+    out = Path(out_dir)
+    files = [out / name for name in TARGET_FILES[target]]
+    out.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        check_output_file(path, overwrite)  # exists without overwrite, not a regular file, not writable
+    if target == "folder":
+        save_pretrained(model, out)
+    else:
+        save_allennlp_weights(model.config, model.state_dict(), files[0], files[1])
+    return files
