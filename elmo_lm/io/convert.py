@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from ..errors import ElmoError
 from ..model import ElmoBiLM
 from .allennlp import save_allennlp_weights
 from .folder import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
