@@ -85,6 +85,9 @@ class Embedder:
             raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if precision == "bfloat16" and torch.device(device).type == "cpu" and not bfloat16_is_fast():
             warnings.warn(SLOW_BFLOAT16_WARNING, RuntimeWarning, stacklevel=2)
+        self.source: ElmoBiLM | Path | tuple[Path, Path] = model if isinstance(model, ElmoBiLM) else (
+            (Path(options_file), Path(weight_file)) if options_file is not None and weight_file is not None else None)
+        """What the model was opened from: the model given, a model folder, or an options and a weight file."""
         if not isinstance(model, ElmoBiLM):
             from .io import load_model
 
@@ -92,6 +95,8 @@ class Embedder:
                 from .bundled import bundled_model_path
 
                 model = bundled_model_path()
+            if model is not None:
+                self.source = Path(model)
             model = load_model(model, options_file, weight_file).to(device)
             keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies
             release_free_memory()  # the loading's temporaries
@@ -108,6 +113,28 @@ class Embedder:
         self._token_cache: TokenVectorCache | None = None
         if token_cache:
             self._token_cache = TokenVectorCache(DEFAULT_MAX_TOKENS if token_cache is True else int(token_cache))
+
+    @classmethod
+    def from_pretrained(cls, name: str | Path, *, revision: str | None = None, token: str | bool | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False, **kwargs) -> Embedder:
+        """An embedder for a model folder, or for a Hugging Face Hub repo ("org/name", downloaded to the
+        Hub cache; needs `pip install "elmo-lm[hub]"`). Other keyword arguments go to `Embedder`."""
+        from .integrations.hub import resolve
+
+        folder = resolve(name, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
+        return cls(folder, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload this embedder's model and a model card to the Hub repo `repo_id` (created if missing);
+        returns the commit URL. Keyword arguments as `elmo_lm.integrations.hub.push_to_hub`."""
+        from .integrations.hub import push_to_hub
+
+        source = self.source
+        if isinstance(source, tuple):
+            from .io import load_model
+
+            source = load_model(options_file=source[0], weight_file=source[1])
+        return push_to_hub(source, repo_id, **kwargs)
 
     def reset_states(self) -> None:
         """Stateful mode: start every row from zeros again."""
