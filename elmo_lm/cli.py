@@ -124,16 +124,37 @@ def dump_token_embeddings_command(vocab_file, output_file, model_dir, options_fi
 
 
 @cli.command("convert")
+@click.argument("paths", metavar="[SOURCE] [OUT]", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--from", "source_format", type=click.Choice(["elmoformanylangs"]),
+              help="SOURCE is another project's model folder: elmoformanylangs (an ELMoForManyLangs model).")
 @_model_options
 @click.option("--to", "target", type=click.Choice(["folder", "allennlp"]), required=True,
               help="folder: config.json + model.safetensors; allennlp: options.json + weights.hdf5.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (or OUT).")
 @click.option("--overwrite", is_flag=True, help="Replace files in --out.")
-def convert_command(model_dir, options_file, weight_file, target, out_dir, overwrite):
-    """Convert a model between the AllenNLP/bilm-tf files and this project's model folder."""
+def convert_command(paths, source_format, model_dir, options_file, weight_file, target, out_dir, overwrite):
+    """Convert a model between the AllenNLP/bilm-tf files and this project's model folder, or an
+    ELMoForManyLangs model into a model folder (`elmo convert --from elmoformanylangs DIR --to folder --out OUT`)."""
     from .io import save_allennlp_weights, save_pretrained
 
-    model = _open_model(model_dir, options_file, weight_file)
+    if len(paths) > 2 or (len(paths) == 2 and out_dir is not None):
+        raise ElmoError("give at most SOURCE and OUT (or --out)")
+    source = paths[0] if paths else None
+    out_dir = out_dir or (paths[1] if len(paths) == 2 else None)
+    if out_dir is None:
+        raise ElmoError("name the output folder: --out DIR")
+    if source_format == "elmoformanylangs":
+        if source is None:
+            raise ElmoError("--from elmoformanylangs needs the model folder: elmo convert --from elmoformanylangs "
+                            "DIR --to folder --out OUT")
+        if target != "folder":
+            raise ElmoError("an ELMoForManyLangs model converts --to folder only (its token encoder has no "
+                            "AllenNLP form)")
+        from .io.elmoformanylangs import load_elmoformanylangs
+
+        model = load_elmoformanylangs(source)
+    else:
+        model = _open_model(model_dir or source, options_file, weight_file)
     out = Path(out_dir)
     names = ["config.json", "model.safetensors"] if target == "folder" else ["options.json", "weights.hdf5"]
     existing = [name for name in names if (out / name).exists()]
@@ -143,6 +164,8 @@ def convert_command(model_dir, options_file, weight_file, target, out_dir, overw
     if target == "folder":
         save_pretrained(model, out)
     else:
+        if getattr(model.token_encoder, "folder_options", None) is not None:
+            raise ElmoError("a converted ELMoForManyLangs model has no AllenNLP form: use --to folder")
         save_allennlp_weights(model.config, model.state_dict(), out / "options.json", out / "weights.hdf5")
     click.echo(f"wrote {', '.join(str(out / name) for name in names)}", err=True)
 

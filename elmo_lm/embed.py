@@ -179,6 +179,9 @@ class Embedder:
 
     def _encode_strings(self, tokens: list[str]) -> torch.Tensor:
         """Context-free vectors `(len(tokens), P)` of token strings."""
+        encode_strings = getattr(self.model.token_encoder, "encode_strings", None)  # a vocabulary-based encoder
+        if encode_strings is not None:
+            return encode_strings(tokens, self.precision)
         char_ids = torch.from_numpy(tokens_to_ids(tokens)).to(self.device)  # (U, 50)
         return self.model.token_encoder(char_ids, self.precision)
 

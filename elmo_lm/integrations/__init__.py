@@ -5,7 +5,7 @@
 - `sentence_transformers`: an input module for `SentenceTransformer` (`elmo-lm[sentence-transformers]`).
 - `flair`: `ElmoLmEmbeddings`, a flair `TokenEmbeddings` (`elmo-lm[flair]`).
 - `spacy`: the `elmo` pipeline component (`elmo-lm[spacy]`).
-- `elmoformanylangs`: converting ELMoForManyLangs models into model folders (no extra needed).
+- ELMoForManyLangs models convert with `elmo convert --from elmoformanylangs` (`elmo_lm.io.elmoformanylangs`).
 
 Importing this package imports none of those libraries.
 """
