@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..chars import batch_to_ids
+from ..elmo import ScalarMix
 from ..errors import ElmoError
 from ..model import ElmoBiLM
 
@@ -43,8 +44,6 @@ class LayerChoice(nn.Module):
         super().__init__()
         if layers not in LAYER_CHOICES:
             raise ElmoError(f"layers must be one of {', '.join(LAYER_CHOICES)}, not {layers!r}")
-        from .. import ScalarMix
-
         self.layers = layers
         self.n_layers = n_layers
         self.mix = ScalarMix(n_layers, do_layer_norm=do_layer_norm) if layers == "mix" else None
