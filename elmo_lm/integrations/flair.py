@@ -18,9 +18,8 @@ from flair.embeddings import TokenEmbeddings
 from flair.embeddings.base import register_embeddings
 
 from ..config import ModelConfig
-from ..io import load_model
 from ..model import ElmoBiLM
-from .layers import LayerChoice, contextual_layers
+from .layers import LayerChoice, contextual_layers, language_model
 
 
 @register_embeddings
@@ -48,15 +47,7 @@ class ElmoLmEmbeddings(TokenEmbeddings):
         self.name = name or f"elmo-lm-{layers}"
         self.static_embeddings = not requires_grad and layers != "mix"
         super().__init__()
-        if not isinstance(model, ElmoBiLM):
-            if model is None:
-                from ..bundled import bundled_model_path
-
-                model = bundled_model_path()
-            model = load_model(model)
-        model.softmax = None  # token vectors only; the tagger's file need not carry a softmax
-        for parameter in model.parameters():
-            parameter.requires_grad_(requires_grad)
+        model = language_model(model, requires_grad)
         self.elmo = model
         self.layer_choice = LayerChoice(model.config.n_output_layers, layers, do_layer_norm)
         self.layers, self.do_layer_norm, self.requires_grad = layers, do_layer_norm, requires_grad

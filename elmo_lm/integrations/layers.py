@@ -8,6 +8,7 @@ nothing needs a gradient, through autograd otherwise (fine-tuning the language m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -15,9 +16,26 @@ from torch import nn
 from ..chars import batch_to_ids
 from ..elmo import ScalarMix
 from ..errors import ElmoError
+from ..io import load_model
 from ..model import ElmoBiLM
 
 LAYER_CHOICES = ("all", "top", "average", "mix")
+
+
+def language_model(model: ElmoBiLM | str | Path | None, requires_grad: bool) -> ElmoBiLM:
+    """The model to embed with: a loaded one, a model folder, or the bundled model (None); without its softmax
+    (token vectors only: a saved downstream model need not carry it), trainable or frozen; a model passed in
+    is changed in place."""
+    if not isinstance(model, ElmoBiLM):
+        if model is None:
+            from ..bundled import bundled_model_path
+
+            model = bundled_model_path()
+        model = load_model(model)
+    model.softmax = None
+    for parameter in model.parameters():
+        parameter.requires_grad_(requires_grad)
+    return model
 
 
 def contextual_layers(model: ElmoBiLM, token_lists: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ except ImportError:  # sentence-transformers 5
 from ..io import load_model, save_pretrained
 from ..model import ElmoBiLM
 from ..tokenize import tokenize
-from .layers import LayerChoice, contextual_layers
+from .layers import LayerChoice, contextual_layers, language_model
 
 MIX_WEIGHTS = "layer_choice.safetensors"
 
@@ -58,16 +58,8 @@ class ElmoModule(InputModule):
             max_seq_length: cut longer token sequences (None: no limit).
         """
         super().__init__()
-        if not isinstance(model, ElmoBiLM):
-            if model is None:
-                from ..bundled import bundled_model_path
-
-                model = bundled_model_path()
-            model = load_model(model)
-        model.softmax = None  # token vectors only: the saved module need not carry the softmax
+        model = language_model(model, requires_grad)
         self.elmo = model
-        for parameter in model.parameters():
-            parameter.requires_grad_(requires_grad)
         self.layer_choice = LayerChoice(model.config.n_output_layers, layers, do_layer_norm)
         self.layers, self.do_layer_norm = layers, do_layer_norm
         self.requires_grad, self.max_seq_length = requires_grad, max_seq_length
