@@ -350,8 +350,11 @@ def task_evaluate_command(head_dir, test_file, model_dir, options_file, weight_f
               help="Only this layer (repeatable; default: all, 0 = token encoder).")
 @click.option("--same-word", is_flag=True, help="Only occurrences of the same word: its senses across sentences.")
 @click.option("--tokenize", is_flag=True, help="Split the sentence and the reference lines with the built-in tokenizer.")
+@click.option("--export-projector", "projector_dir", type=click.Path(file_okay=False),
+              help="Also write TensorBoard projector files (tensors.tsv, metadata.tsv) of every reference token "
+                   "and the query word, at the first --layer (default: the top layer).")
 def neighbors_command(sentence, word, reference_file, model_dir, options_file, weight_file, k, layers, same_word,
-                      tokenize):
+                      tokenize, projector_dir):
     """Nearest tokens in context to WORD of SENTENCE, among the tokens of --reference, per layer.
 
     Cosine similarity of the contextual vectors. Layer 0 (the token encoder) ignores context;
@@ -375,7 +378,8 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
         raise ElmoError(f"{reference_file}: no reference sentences")
     embedder = Embedder(_open_model(model_dir, options_file, weight_file))
     index = ContextIndex(embedder, [reference for _, reference in kept])
-    results = index.query(tokens, position, k=k, layers=list(layers) or None, same_word=same_word)
+    query_layers = embedder.embed_sentence(tokens)  # (L+1, n, 2P)
+    results = index.nearest(query_layers, tokens, position, k=k, layers=list(layers) or None, same_word=same_word)
     click.echo(f"query: {' '.join(tokens[:position] + [f'[{tokens[position]}]'] + tokens[position + 1:])}")
     for neighbours in results:
         layer = neighbours[0].layer if neighbours else None
@@ -387,6 +391,14 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
             click.echo(f"  {rank}. {neighbour.score:.3f}  line {kept[neighbour.sentence][0]}: {neighbour.context()}")
     if not any(results):
         click.echo("no candidate tokens in the reference set" + (" (none is the same word)" if same_word else ""))
+    if projector_dir is not None:
+        from .projector import export_projector
+
+        layer = layers[0] if layers else index.n_layers - 1
+        rows = export_projector(index, projector_dir, layer, lines=[number for number, _ in kept],
+                                query=(query_layers, tokens, position))
+        click.echo(f"wrote {rows} rows (layer {layer}) to {Path(projector_dir) / 'tensors.tsv'} and metadata.tsv",
+                   err=True)
 
 
 def _require_extra(module: str, extra: str, command: str) -> None:
