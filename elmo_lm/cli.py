@@ -422,13 +422,17 @@ def _require_extra(module: str, extra: str, command: str) -> None:
 @click.option("--max-request-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True,
               help="Refuse (413) larger request bodies.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the model.")
+@click.option("--token-cache", is_flag=True,
+              help="Keep each word's context-free vector across requests (up to 50,000 words): the character CNN "
+                   "runs once per word for the server's life. Vectors then agree with `encode` to ~1e-6, not bit "
+                   "for bit.")
 @click.option("--reference", "reference_file", type=click.Path(dir_okay=False),
               help="Serve the exploration page at / over these sentences (one per line, tokens separated by "
                    "spaces; an optional TAB and label colours the plot).")
 @click.option("--head", "head_dir", type=click.Path(file_okay=False),
               help="A trained task head (elmo task train) whose layer weights the page shows.")
 def serve_command(model_dir, options_file, weight_file, host, port, max_batch_tokens, max_wait_ms,
-                  max_request_tokens, max_request_bytes, threads, reference_file, head_dir):
+                  max_request_tokens, max_request_bytes, threads, token_cache, reference_file, head_dir):
     """Serve the model over HTTP: POST /v1/embeddings (OpenAI-compatible sentence vectors), POST /embed
     (token vectors), GET /healthz, GET /info; with --reference, an exploration page at /. Concurrent
     requests are micro-batched; SIGTERM stops the service after answering the requests in flight."""
@@ -445,7 +449,7 @@ def serve_command(model_dir, options_file, weight_file, host, port, max_batch_to
     settings = ServeSettings(max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
                              max_request_tokens=max_request_tokens, max_request_bytes=max_request_bytes,
                              model_name=name)
-    embedder = Embedder(_open_model(model_dir, options_file, weight_file))
+    embedder = Embedder(_open_model(model_dir, options_file, weight_file), token_cache=token_cache)
     if head_dir is not None and reference_file is None:
         raise ElmoError("--head is shown on the exploration page: give --reference too")
     explorer = Explorer(embedder, reference_file, head_dir) if reference_file else None
