@@ -60,10 +60,12 @@ def _open_model(model_dir, options_file, weight_file):
 @click.option("--stateful", is_flag=True,
               help="Reference behaviour: batches in file order, each row carrying its LSTM state to the next batch.")
 @click.option("--tokenize", is_flag=True, help="Input is raw text: split each line with the built-in tokenizer.")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+@click.option("--precision", type=click.Choice(["float32", "bfloat16", "int8"]), default="float32",
+              show_default=True,
               help="bfloat16: matmuls in bfloat16 (cell state and clips in float32), up to twice as fast on "
                    "CPUs with AMX or AMD's AVX-512 BF16 (`elmo info` tells), no faster elsewhere; agrees with "
-                   "float32 to about 3 significant digits.")
+                   "float32 to about 3 significant digits. int8: int8 weights and matmuls (inputs quantised per "
+                   "call) on any x86 CPU, a quarter of the weights' memory; approximate (see the README).")
 @click.option("--token-cache", is_flag=True,
               help="Keep each word's context-free vector across batches (up to 50,000 words): exact, faster on "
                    "real text.")
@@ -90,7 +92,7 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
     if threads is not None:
         torch.set_num_threads(threads)
     model = _open_model(model_dir, options_file, weight_file)
-    keep_weights_in(model, precision)  # this process's own model: no float32 copy kept beside bfloat16
+    keep_weights_in(model, precision)  # this process's own model: no float32 copy kept beside bfloat16/int8
     embedder = Embedder(model, batch_size=batch_size, stateful=stateful, precision=precision,
                         token_cache=token_cache)
     count = embedder.embed_file(input_file, output_file, layers=layers, overwrite=overwrite, tokenize=tokenize,

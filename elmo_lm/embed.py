@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .allocator import release_free_memory, return_large_blocks
 from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
 from .errors import ElmoError
-from .inference import PRECISIONS, keep_weights_in
+from .inference import PRECISIONS, int8, keep_weights_in
 from .inference.cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
 from .io.atomic import atomic_path
 from .model import ElmoBiLM
@@ -73,11 +73,13 @@ class Embedder:
             batch_size: sentences per batch.
             stateful: carry LSTM state per batch row between batches (the reference behaviour).
             device: where the model runs.
-            precision: "float32" (exact) or "bfloat16" (bfloat16 matmuls, float32 cell state and
+            precision: "float32" (exact), "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: up to twice as fast on CPUs with AMX or AMD's AVX-512 BF16, no faster
-                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999).
-                A model the embedder loads itself then keeps its weight matrices in bfloat16 (half
-                the memory). Such a model, in either precision, is for inference only.
+                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999)
+                or "int8" (CPU only: int8 weights per output channel, inputs quantised per matmul,
+                float32 cell state and clips; see the README for its speed and accuracy). A model
+                the embedder loads itself then keeps its weight matrices in bfloat16 (half the
+                memory) or int8 (a quarter). Such a model, in any precision, is for inference only.
             token_cache: keep each token string's context-free vector across batches (True for up
                 to 50,000 tokens, or the number to keep); exact, it saves the character CNN.
         """
@@ -85,6 +87,9 @@ class Embedder:
             raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if precision == "bfloat16" and torch.device(device).type == "cpu" and not bfloat16_is_fast():
             warnings.warn(SLOW_BFLOAT16_WARNING, RuntimeWarning, stacklevel=2)
+        if precision == "int8" and not (int8.AVAILABLE and torch.device(device).type == "cpu"):
+            raise ElmoError("precision='int8' runs on the CPU through PyTorch's quantised engines (fbgemm or "
+                            "oneDNN), which this PyTorch build or device lacks; use float32 or bfloat16")
         if not isinstance(model, ElmoBiLM):
             from .io import load_model
 

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from . import int8
 from .cpu_features import is_intel
 from .scratch import scratch
 
@@ -75,14 +76,17 @@ def _usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return ONEDNN and x.device.type == "cpu" and x.dtype in _ONEDNN_DTYPES and x.dtype == weight.dtype
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked, bias: torch.Tensor | None = None,
+def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked | int8.Int8Weight, bias: torch.Tensor | None = None,
            into_buffer: bool = False) -> torch.Tensor:
-    """`x @ weight.T + bias`: x `(M, K)`, weight `(N, K)` (plain or from `pack`), bias `(N,)` -> `(M, N)`.
+    """`x @ weight.T + bias`: x `(M, K)`, weight `(N, K)` (plain, from `pack` or `int8.quantize`),
+    bias `(N,)` -> `(M, N)`.
 
-    The result has x's dtype (a float32 bias is fine with bfloat16 inputs). With `into_buffer`,
-    the result may be written into one work buffer that such calls share (where
-    `writes_into_buffers`): it is then valid until the next call with `into_buffer`.
+    The result has x's dtype (a float32 bias is fine with bfloat16 inputs; float32 for an int8
+    weight). With `into_buffer`, the result may be written into one work buffer that such calls
+    share (where `writes_into_buffers`): it is then valid until the next call with `into_buffer`.
     """
+    if isinstance(weight, int8.Int8Weight):
+        return int8.linear(x, weight, bias)
     if into_buffer and writes_into_buffers(x, weight):
         out = scratch(RESULT_BUFFER, (x.shape[0], weight.shape[0]), x.dtype, x.device)  # (M, N)
         x = x.contiguous()

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from .cpu_features import is_intel
+from .int8 import Int8Weight, quantize
 from .onednn import ONEDNN, linear, pack
 from .scratch import scratch
-from .workspace import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, matmul_dtype
+from .workspace import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, int8_weights, matmul_dtype, to_meta
 
 if TYPE_CHECKING:
     from ..model import LstmpStack, LstmState
@@ -83,30 +84,62 @@ def plan_runs(lengths: torch.Tensor, row_stride: int, reverse: tuple[bool, ...])
     return RunPlan(order, batch_sizes, offsets, index)
 
 
-def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tensor, ...]]:
+LSTM_MATRICES = ("input_weight", "recurrent_weight", "projection_weight")
+"""The LSTM's weight matrices, per layer `(D, K, N)` (stored transposed by `keep_weights_in`)."""
+
+
+def quantize_lstm(lstm: LstmpStack, release: bool) -> list[tuple[list[Int8Weight], ...]]:
+    """Per layer, the input, recurrent and projection weights of each direction in int8 (`int8.quantize`,
+    per output channel; the projection's inputs quantised per row, see `int8`). With `release`, each
+    float parameter becomes a meta placeholder once quantised."""
+    layers = []
+    for layer in range(lstm.config.n_layers):
+        kinds = []
+        for name in LSTM_MATRICES:
+            parameters = getattr(lstm, name)
+            per_row = name == "projection_weight"
+            kinds.append([quantize(matrix, per_row) for matrix in parameters[layer].detach().transpose(-1, -2)])
+            if release:
+                to_meta(parameters, str(layer))
+        layers.append(tuple(kinds))
+    return layers
+
+
+def _lstm_weights(lstm: LstmpStack, precision: str) -> list[tuple]:
     """Per layer, in `F.linear`'s layout: input and recurrent weights `(D, 4C, P)`, projection
-    `(D, P, C)` in `dtype`, and the bias `(D, 4C)` with the forget bias added, float32.
+    `(D, P, C)` in the precision's dtype, and the bias `(D, 4C)` with the forget bias added, float32.
 
     The parameters hold `(D, P, 4C)` / `(D, C, P)`; their transposes are views (contiguous when
     `keep_weights_in` stored them transposed), copied only for another dtype. The per-step
-    weights (recurrent and projection) are packed when `pack_step_weights` allows.
+    weights (recurrent and projection) are packed when `pack_step_weights` allows. For int8, lists
+    over directions of `int8.Int8Weight` take the matrices' place.
     """
     from ..model import FORGET_BIAS
 
-    L, C = lstm.config.n_layers, lstm.config.lstm_dim
-    names = ("input_weight", "recurrent_weight", "projection_weight")
-    swap = frozenset(f"{name}.{layer}" for name in names for layer in range(L))
+    L = lstm.config.n_layers
+    if precision == "int8":
+        quantized = int8_weights(lstm, quantize_lstm)
+        return [(*quantized[layer], _bias(lstm, layer, FORGET_BIAS)) for layer in range(L)]
+    dtype = matmul_dtype(precision)
+    swap = frozenset(f"{name}.{layer}" for name in LSTM_MATRICES for layer in range(L))
     weights = cast_weights(lstm, dtype, swap)
     packed = packed_step_weights(lstm, weights, dtype)
     layers = []
     for layer in range(L):
-        bias = lstm.bias[layer].detach().float().clone()  # (D, 4C)
-        bias[:, 2 * C : 3 * C] += FORGET_BIAS
+        bias = _bias(lstm, layer, FORGET_BIAS)  # (D, 4C)
         w_input = weights[f"input_weight.{layer}"]  # (D, 4C, P)
         w_recurrent, w_projection = packed[layer] if packed else (
             weights[f"recurrent_weight.{layer}"], weights[f"projection_weight.{layer}"])
         layers.append((w_input, w_recurrent, w_projection, bias))
     return layers
+
+
+def _bias(lstm: LstmpStack, layer: int, forget_bias: float) -> torch.Tensor:
+    """`(D, 4C)` float32: a layer's bias with the forget bias added to the forget gate's block."""
+    C = lstm.config.lstm_dim
+    bias = lstm.bias[layer].detach().float().clone()  # (D, 4C)
+    bias[:, 2 * C : 3 * C] += forget_bias
+    return bias
 
 
 def packed_step_weights(lstm: LstmpStack, weights: dict[str, torch.Tensor], dtype: torch.dtype
@@ -165,7 +198,7 @@ def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride
     row_bytes = 4 * C * 4  # one packed row of one direction's input gates (float32; one direction at a time)
     max_rows = max(1, min(MAX_CHUNK_ROWS, chunk_bytes // row_bytes))
     final_h, final_c = [], []
-    for layer, weights in enumerate(_lstm_weights(lstm, dtype)):
+    for layer, weights in enumerate(_lstm_weights(lstm, precision)):
         weights = tuple([w[d] for d in directions] for w in weights)  # per direction
         h, c = h0[layer].contiguous(), c0[layer].contiguous()  # (D, B, P), (D, B, C)
         residual = layer > 0 and config.use_skip_connections

@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from . import int8
 from .onednn import ONEDNN, pack
 
 if TYPE_CHECKING:
     from ..model import ElmoBiLM
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-"""The names `precision` accepts and the matmul dtype each selects."""
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.float32}
+"""The names `precision` accepts and the dtype of the matmuls' inputs each selects ("int8": float32
+inputs, quantised per call by `int8.linear`, against int8 weights)."""
 
 _CACHE_ATTRIBUTE = "_inference_cache"
 """The module attribute that `cached_on_module` keeps its values in."""
@@ -44,6 +46,27 @@ def cached_on_module(module: nn.Module, key: tuple, signature: tuple, build: Cal
         cache.pop(key, None)
         cache[key] = (signature, build())
     return cache[key][1]
+
+
+INT8_WEIGHTS = "_int8_weights"
+"""The module attribute holding int8 weights that replaced its float ones (`keep_weights_in`)."""
+
+
+def int8_weights(module: nn.Module, build: Callable[[nn.Module, bool], Any]) -> Any:
+    """`build(module, False)`: the module's weights quantised for int8 matmuls, cached on the module
+    (rebuilt when a parameter changes), or those kept in their place by `keep_weights_in`."""
+    owned = module.__dict__.get(INT8_WEIGHTS)
+    if owned is not None:
+        return owned
+    signature = tuple((p.data_ptr(), p._version) for p in module.parameters())
+    return cached_on_module(module, ("int8",), signature, lambda: build(module, False))
+
+
+def to_meta(module: nn.Module, name: str) -> None:
+    """Replace the parameter `module.<name>` (for a ParameterList, its index as a string) by a
+    placeholder of the same shape and dtype on the meta device (no memory)."""
+    old = getattr(module, name)
+    setattr(module, name, nn.Parameter(torch.empty(old.shape, dtype=old.dtype, device="meta"), requires_grad=False))
 
 
 def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str] = frozenset()
@@ -76,8 +99,21 @@ def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
     faster (see `packed_lstm.PACK_LIMIT_BYTES`): their parameters become placeholders of the same
     shape on the meta device. Such a model runs only the inference kernels, in this precision (the
     embedder does this only to a model it loaded itself).
+
+    For int8 the weight matrices are quantised (`int8.quantize`) one at a time and their float
+    parameters become meta placeholders: the model keeps a quarter of their memory.
     """
     dtype = matmul_dtype(precision)
+    if precision == "int8":
+        if not int8.AVAILABLE:
+            raise ValueError("precision='int8' needs a PyTorch build with a quantised engine (fbgemm or oneDNN)")
+        from .char_cnn import quantize_encoder
+        from .packed_lstm import quantize_lstm
+
+        for module, build in ((model.token_encoder, quantize_encoder), (model.lstm, quantize_lstm)):
+            module.__dict__.pop(_CACHE_ATTRIBUTE, None)
+            module.__dict__[INT8_WEIGHTS] = build(module, True)
+        return
     with torch.no_grad():
         if dtype != torch.float32:
             for name, parameter in model.token_encoder.named_parameters():
@@ -110,8 +146,7 @@ def _keep_step_weights_packed(lstm: nn.Module, dtype: torch.dtype) -> None:
         for weights in (lstm.recurrent_weight, lstm.projection_weight):
             parameter = weights[layer]  # (D, K, N), stored as (D, N, K)
             per_kind.append([pack(matrix) for matrix in parameter.detach().transpose(-1, -2)])  # each (N, K)
-            weights[layer] = nn.Parameter(torch.empty(parameter.shape, dtype=dtype, device="meta"),
-                                          requires_grad=False)
             del parameter
+            to_meta(weights, str(layer))
         packed.append((per_kind[0], per_kind[1]))
     lstm.__dict__[PACKED_STEP_WEIGHTS] = (dtype, packed)
