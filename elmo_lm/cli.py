@@ -85,16 +85,14 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
     import torch
 
     from .embed import Embedder
-    from .inference import keep_weights_in
 
     if Path(output_file).exists() and not overwrite:
         raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
     if threads is not None:
         torch.set_num_threads(threads)
-    model = _open_model(model_dir, options_file, weight_file)
-    keep_weights_in(model, precision)  # this process's own model: no float32 copy kept beside bfloat16/int8
-    embedder = Embedder(model, batch_size=batch_size, stateful=stateful, precision=precision,
-                        token_cache=token_cache)
+    # The embedder opens the model itself: it then keeps only the copy of its weights it uses.
+    embedder = Embedder(model_dir, options_file=options_file, weight_file=weight_file, batch_size=batch_size,
+                        stateful=stateful, precision=precision, token_cache=token_cache)
     count = embedder.embed_file(input_file, output_file, layers=layers, overwrite=overwrite, tokenize=tokenize,
                                 show_progress_bar=not quiet)
     click.echo(f"wrote {count} lines to {output_file}", err=True)

@@ -28,6 +28,7 @@ from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
 from .errors import ElmoError
 from .inference import PRECISIONS, int8, keep_weights_in
 from .inference.cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
+from .inference.int8_model import QuantizingLoad, keep_in_int8
 from .io.atomic import atomic_path
 from .model import ElmoBiLM
 from .state import RowStates
@@ -97,8 +98,13 @@ class Embedder:
                 from .bundled import bundled_model_path
 
                 model = bundled_model_path()
-            model = load_model(model, options_file, weight_file).to(device)
-            keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies
+            if precision == "int8":  # quantised as read: the float32 model never exists whole
+                load = QuantizingLoad()
+                model = load_model(model, options_file, weight_file, take=load)
+                keep_in_int8(model, load)
+            else:
+                model = load_model(model, options_file, weight_file).to(device)
+                keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them
             release_free_memory()  # the loading's temporaries
         if precision == "float32":
             return_large_blocks()  # bounds the freed memory glibc keeps (see elmo_lm.allocator)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..chars import PAD_CHAR
-from .int8 import quantize
+from .int8 import Int8Weight, quantize
 from .onednn import linear
 from .workspace import cast_weights, int8_weights, matmul_dtype, to_meta
 
@@ -59,28 +59,34 @@ def _window_weights(encoder: TokenEncoder, weights: dict[str, torch.Tensor]) -> 
     return torch.cat(blocks, dim=1).t().contiguous(), biases.float()
 
 
-def _matrix_names(encoder: TokenEncoder) -> list[str]:
+def quantize_encoder_weight(weight: torch.Tensor) -> Int8Weight:
+    """A highway or projection weight `(N, K)` in int8 (per output channel, inputs per row)."""
+    return quantize(weight, per_row_inputs=True)
+
+
+def matrix_names(encoder: TokenEncoder) -> list[str]:
     """The highway and projection weight matrices, by parameter name (layout `(N, K)`)."""
     k = range(encoder.config.n_highway)
     return [*(f"highway_carry.{i}.weight" for i in k), *(f"highway_transform.{i}.weight" for i in k),
             "projection.weight"]
 
 
-def quantize_encoder(encoder: TokenEncoder, release: bool) -> dict:
+def quantize_encoder(encoder: TokenEncoder, release: bool, ready: dict[str, Int8Weight] | None = None) -> dict:
     """The window matrix of all convolutions (`_window_weights`) and the highway and projection
-    matrices in int8 (`int8.quantize`, per output channel), by name ("window" for the first). With
-    `release`, their float parameters become meta placeholders once quantised (the biases stay).
+    matrices in int8 (`quantize_encoder_weight`), by name ("window" for the first), taken from
+    `ready` (by parameter name) where there. With `release`, their float parameters become meta
+    placeholders once quantised (the biases stay).
 
     Their inputs are quantised per row (`per_row_inputs`): with one scale per call, the bundled
     model's worst token fell to cosine 0.987 against float32 (0.9996 so), the highway's inputs
     differing widely in size from token to token."""
     weights = {name: p.detach() for name, p in encoder.named_parameters()}
-    quantized = {"window": quantize(_window_weights(encoder, weights)[0], per_row_inputs=True)}
+    quantized = {"window": quantize_encoder_weight(_window_weights(encoder, weights)[0])}
     if release:
         for convolution in encoder.convolutions:
             to_meta(convolution, "weight")
-    for name in _matrix_names(encoder):
-        quantized[name] = quantize(weights.pop(name), per_row_inputs=True)
+    for name in matrix_names(encoder):
+        quantized[name] = (ready or {}).get(name) or quantize_encoder_weight(weights.pop(name))
         if release:
             to_meta(encoder.get_submodule(name.rsplit(".", 1)[0]), "weight")
     return quantized

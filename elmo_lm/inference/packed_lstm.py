@@ -88,17 +88,25 @@ LSTM_MATRICES = ("input_weight", "recurrent_weight", "projection_weight")
 """The LSTM's weight matrices, per layer `(D, K, N)` (stored transposed by `keep_weights_in`)."""
 
 
-def quantize_lstm(lstm: LstmpStack, release: bool) -> list[tuple[list[Int8Weight], ...]]:
-    """Per layer, the input, recurrent and projection weights of each direction in int8 (`int8.quantize`,
-    per output channel; the projection's inputs quantised per row, see `int8`). With `release`, each
-    float parameter becomes a meta placeholder once quantised."""
+def quantize_lstm_weight(name: str, parameter: torch.Tensor) -> list[Int8Weight]:
+    """One layer's `name` parameter (one of `LSTM_MATRICES`, `(D, K, N)`) in int8 per direction
+    (`int8.quantize`, per output channel; the projection's inputs quantised per row, see `int8`)."""
+    return [quantize(matrix, name == "projection_weight") for matrix in parameter.detach().transpose(-1, -2)]
+
+
+def quantize_lstm(lstm: LstmpStack, release: bool, ready: dict[str, list[Int8Weight]] | None = None
+                  ) -> list[tuple[list[Int8Weight], ...]]:
+    """Per layer, the input, recurrent and projection weights per direction in int8
+    (`quantize_lstm_weight`), taken from `ready` (by parameter name, e.g. "input_weight.0") where
+    there. With `release`, each float parameter becomes a meta placeholder once quantised."""
+    ready = ready or {}
     layers = []
     for layer in range(lstm.config.n_layers):
         kinds = []
         for name in LSTM_MATRICES:
             parameters = getattr(lstm, name)
-            per_row = name == "projection_weight"
-            kinds.append([quantize(matrix, per_row) for matrix in parameters[layer].detach().transpose(-1, -2)])
+            done = ready.get(f"{name}.{layer}")
+            kinds.append(done if done is not None else quantize_lstm_weight(name, parameters[layer]))
             if release:
                 to_meta(parameters, str(layer))
         layers.append(tuple(kinds))

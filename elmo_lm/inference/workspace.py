@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from . import int8
 from .onednn import ONEDNN, pack
 
 if TYPE_CHECKING:
@@ -69,6 +68,11 @@ def to_meta(module: nn.Module, name: str) -> None:
     setattr(module, name, nn.Parameter(torch.empty(old.shape, dtype=old.dtype, device="meta"), requires_grad=False))
 
 
+def drop_cache(module: nn.Module) -> None:
+    """Release what `cached_on_module` keeps on the module."""
+    module.__dict__.pop(_CACHE_ATTRIBUTE, None)
+
+
 def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str] = frozenset()
                  ) -> dict[str, torch.Tensor]:
     """The module's parameters by name, detached, in `dtype`; those named in `transpose` with their
@@ -100,19 +104,14 @@ def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
     shape on the meta device. Such a model runs only the inference kernels, in this precision (the
     embedder does this only to a model it loaded itself).
 
-    For int8 the weight matrices are quantised (`int8.quantize`) one at a time and their float
-    parameters become meta placeholders: the model keeps a quarter of their memory.
+    For int8 the weight matrices are quantised one at a time and their float parameters become
+    meta placeholders (`int8_model.keep_in_int8`): the model keeps a quarter of their memory.
     """
     dtype = matmul_dtype(precision)
     if precision == "int8":
-        if not int8.AVAILABLE:
-            raise ValueError("precision='int8' needs a PyTorch build with a quantised engine (fbgemm or oneDNN)")
-        from .char_cnn import quantize_encoder
-        from .packed_lstm import quantize_lstm
+        from .int8_model import keep_in_int8
 
-        for module, build in ((model.token_encoder, quantize_encoder), (model.lstm, quantize_lstm)):
-            module.__dict__.pop(_CACHE_ATTRIBUTE, None)
-            module.__dict__[INT8_WEIGHTS] = build(module, True)
+        keep_in_int8(model)
         return
     with torch.no_grad():
         if dtype != torch.float32:
@@ -125,7 +124,7 @@ def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
                 # One matrix at a time, so that the peak holds one extra matrix, not a model.
                 parameter.data = parameter.data.transpose(-1, -2).to(dtype).contiguous().transpose(-1, -2)
     for module in (model.token_encoder, lstm):
-        module.__dict__.pop(_CACHE_ATTRIBUTE, None)
+        drop_cache(module)
     if ONEDNN and lstm.bias[0].device.type == "cpu":
         _keep_step_weights_packed(lstm, dtype)
 

@@ -92,15 +92,22 @@ def _read_into(h5: h5py.File, name: str, shape: tuple[int, ...], path: Path, out
         raise ElmoError(f"{path}: cannot read dataset {name!r} ({error}); is the file truncated?") from None
 
 
+Take = Callable[[str, torch.Tensor], torch.Tensor]
+"""`take(key, tensor)`: given each state-dict entry as soon as it is read, returns what the state
+dict keeps instead (the tensor itself, or a converted one, or a meta placeholder of its shape when
+the caller keeps the weight in another form): large weights then never all exist at once."""
+
+
 def load_allennlp_weights(
-    options_file: str | Path, weight_file: str | Path
+    options_file: str | Path, weight_file: str | Path, take: Take | None = None
 ) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """Read a model in the AllenNLP/bilm-tf layout.
 
     Returns the config and an `ElmoBiLM` state dict (with `softmax.weight` / `softmax.bias` when
-    the file stores a softmax). Raises `ElmoError` naming the file and the missing dataset or the
-    shape that does not fit.
+    the file stores a softmax), each entry passed through `take` when given. Raises `ElmoError`
+    naming the file and the missing dataset or the shape that does not fit.
     """
+    take = take or (lambda key, tensor: tensor)
     config = ModelConfig.load(options_file)
     path = Path(weight_file)
     if not path.is_file():
@@ -110,7 +117,7 @@ def load_allennlp_weights(
     except OSError as error:
         raise ElmoError(f"{path}: not a readable HDF5 file ({error})") from None
     with h5:
-        state = {key: torch.from_numpy(np.ascontiguousarray(convert(_read(h5, name, shape, path))))
+        state = {key: take(key, torch.from_numpy(np.ascontiguousarray(convert(_read(h5, name, shape, path)))))
                  for name, shape, key, convert in _dataset_map(config)}
         P, C = config.projection_dim, config.lstm_dim
         for layer in range(config.n_layers):
@@ -127,8 +134,9 @@ def load_allennlp_weights(
                 _read_into(h5, w0, (2 * P, 4 * C), path, arrays["recurrent_weight"][direction], slice(P, 2 * P))
                 _read_into(h5, _rnn(direction, layer, "B"), (4 * C,), path, arrays["bias"][direction])
                 _read_into(h5, _rnn(direction, layer, "W_P_0"), (C, P), path, arrays["projection_weight"][direction])
-            for name, array in arrays.items():
-                state[f"lstm.{name}.{layer}"] = torch.from_numpy(array)
+            for name in list(arrays):
+                key = f"lstm.{name}.{layer}"
+                state[key] = take(key, torch.from_numpy(arrays.pop(name)))
         if "softmax" in h5:
             weight = np.asarray(h5["softmax/W"][...], dtype=np.float32)
             bias = np.asarray(h5["softmax/b"][...], dtype=np.float32)
