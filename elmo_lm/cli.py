@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from .batching import DEFAULT_BATCH_TOKENS, MAX_BATCH_ROWS
 from .errors import ElmoError
 from .inference.cpu_features import bfloat16_is_fast
 
@@ -56,7 +57,11 @@ def _open_model(model_dir, options_file, weight_file):
 @_model_options
 @click.option("--layers", type=click.Choice(["all", "top", "average"]), default="all", show_default=True,
               help="all: (L+1, n, 2P) per line; top / average: (n, 2P).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Sentences per batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Sentences per batch (alone: batches by sentence count; with --batch-tokens: at most this many).")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
+              help=f"Padded tokens per batch: fewer sentences where they are long (default {DEFAULT_BATCH_TOKENS:,} "
+                   "unless --batch-size is given; not with --stateful, which batches by --batch-size, default 64).")
 @click.option("--stateful", is_flag=True,
               help="Reference behaviour: batches in file order, each row carrying its LSTM state to the next batch.")
 @click.option("--tokenize", is_flag=True, help="Input is raw text: split each line with the built-in tokenizer.")
@@ -73,8 +78,8 @@ def _open_model(model_dir, options_file, weight_file):
               help="CPU threads (default: PyTorch's choice, one per core). Use 1 when other jobs share the cores.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def embed_command(input_file, output_file, model_dir, options_file, weight_file, layers, batch_size, stateful,
-                  tokenize, precision, token_cache, threads, overwrite, quiet):
+def embed_command(input_file, output_file, model_dir, options_file, weight_file, layers, batch_size, batch_tokens,
+                  stateful, tokenize, precision, token_cache, threads, overwrite, quiet):
     """Embed INPUT (UTF-8 text, one sentence per line) into OUTPUT (HDF5).
 
     OUTPUT gets one float32 dataset per input line, named by its 0-based line number ("0", "1",
@@ -91,7 +96,12 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
     if threads is not None:
         torch.set_num_threads(threads)
     # The embedder opens the model itself: it then keeps only the copy of its weights it uses.
-    embedder = Embedder(model_dir, options_file=options_file, weight_file=weight_file, batch_size=batch_size,
+    if stateful and batch_tokens is not None:
+        raise ElmoError("--batch-tokens needs stateless batches; with --stateful use --batch-size")
+    if batch_tokens is None and batch_size is None and not stateful:
+        batch_tokens = DEFAULT_BATCH_TOKENS
+    embedder = Embedder(model_dir, options_file=options_file, weight_file=weight_file,
+                        batch_size=batch_size or (MAX_BATCH_ROWS if batch_tokens else 64), batch_tokens=batch_tokens,
                         stateful=stateful, precision=precision, token_cache=token_cache)
     count = embedder.embed_file(input_file, output_file, layers=layers, overwrite=overwrite, tokenize=tokenize,
                                 show_progress_bar=not quiet)

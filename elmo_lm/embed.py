@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .allocator import release_free_memory, return_large_blocks
+from .batching import split_batches
 from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
 from .errors import ElmoError
 from .inference import PRECISIONS, int8, keep_weights_in
@@ -63,6 +64,7 @@ class Embedder:
         options_file: str | Path | None = None,
         weight_file: str | Path | None = None,
         batch_size: int = 64,
+        batch_tokens: int | None = None,
         stateful: bool = False,
         device: str | torch.device = "cpu",
         precision: str = "float32",
@@ -71,7 +73,11 @@ class Embedder:
         """Args:
             model: a loaded `ElmoBiLM`, a model folder, or None for the bundled model.
             options_file, weight_file: an AllenNLP/bilm-tf model given as its two files.
-            batch_size: sentences per batch.
+            batch_size: sentences per batch (at most, with `batch_tokens`).
+            batch_tokens: stateless only: fewer sentences per batch where they are long, so that a
+                batch holds at most this many padded tokens (rows x longest, `<S>`/`</S>` included).
+                Batches of similar work, large enough to amortise reading the weights at every
+                step; `benchmarks/batch_size.py` measures tokens/s against both.
             stateful: carry LSTM state per batch row between batches (the reference behaviour).
             device: where the model runs.
             precision: "float32" (exact), "bfloat16" (bfloat16 matmuls, float32 cell state and
@@ -106,13 +112,14 @@ class Embedder:
                 model = load_model(model, options_file, weight_file).to(device)
                 keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them
             release_free_memory()  # the loading's temporaries
-        if precision == "float32":
+        if precision in ("float32", "int8"):
             return_large_blocks()  # bounds the freed memory glibc keeps (see elmo_lm.allocator)
         if model.lstm.bias[0].device != torch.device(device):
             model = model.to(device)
         self.model = model.eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.stateful = stateful
         self.precision = precision
         self._states = RowStates()
@@ -199,8 +206,8 @@ class Embedder:
         order = list(range(len(tokenized)))
         if not self.stateful:
             order.sort(key=lambda i: -len(tokenized[i]))
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
+        for indices in split_batches(order, [len(t) for t in tokenized], batch_size,
+                              None if self.stateful else self.batch_tokens):
             vectors = self.embed_batch([tokenized[i] for i in indices])
             if progress is not None:
                 progress.update(sum(len(tokenized[i]) for i in indices))

@@ -129,6 +129,7 @@ def _linear_per_row(x: torch.Tensor, weight: Int8Weight, bias: torch.Tensor | No
     """`linear` with each row of x `(M, K)` quantised with its own scale (symmetric, 8 bits)."""
     row_scales = x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(127)  # (M, 1)
     quantized = torch.div(x, row_scales).round_().to(torch.int8)  # (M, K)
-    out = torch._int_mm(quantized, weight.columns).float()  # (M, N)
-    out.mul_(row_scales).mul_(weight.scales)
+    sums = torch._int_mm(quantized, weight.columns)  # (M, N) int32
+    out = torch.mul(sums, weight.scales, out=sums.view(torch.float32))  # (M, N), in place: element by element
+    out.mul_(row_scales)
     return out if bias is None else out.add_(bias)

@@ -123,20 +123,19 @@ def load_allennlp_weights(
         for layer in range(config.n_layers):
             # W_0's rows are [x ; m_prev]: the first P rows act on the input, the rest on the state.
             # Gate blocks stay in TensorFlow's order i, j, f, o; the +1 forget bias is not stored.
-            # Each slice is read straight into its stacked (D, ...) array.
-            arrays = {"input_weight": np.empty((2, P, 4 * C), np.float32),
-                      "recurrent_weight": np.empty((2, P, 4 * C), np.float32),
-                      "bias": np.empty((2, 4 * C), np.float32),
-                      "projection_weight": np.empty((2, C, P), np.float32)}
-            for direction in range(2):
-                w0 = _rnn(direction, layer, "W_0")
-                _read_into(h5, w0, (2 * P, 4 * C), path, arrays["input_weight"][direction], slice(0, P))
-                _read_into(h5, w0, (2 * P, 4 * C), path, arrays["recurrent_weight"][direction], slice(P, 2 * P))
-                _read_into(h5, _rnn(direction, layer, "B"), (4 * C,), path, arrays["bias"][direction])
-                _read_into(h5, _rnn(direction, layer, "W_P_0"), (C, P), path, arrays["projection_weight"][direction])
-            for name in list(arrays):
+            # Each slice is read straight into its stacked (D, ...) array, one array at a time (each
+            # through `take` before the next is read).
+            sources = {"input_weight": ("W_0", (2 * P, 4 * C), slice(0, P), (P, 4 * C)),
+                       "recurrent_weight": ("W_0", (2 * P, 4 * C), slice(P, 2 * P), (P, 4 * C)),
+                       "bias": ("B", (4 * C,), slice(None), (4 * C,)),
+                       "projection_weight": ("W_P_0", (C, P), slice(None), (C, P))}
+            for name, (dataset, shape, rows, part) in sources.items():
+                array = np.empty((2, *part), np.float32)
+                for direction in range(2):
+                    _read_into(h5, _rnn(direction, layer, dataset), shape, path, array[direction], rows)
                 key = f"lstm.{name}.{layer}"
-                state[key] = take(key, torch.from_numpy(arrays.pop(name)))
+                state[key] = take(key, torch.from_numpy(array))
+                del array
         if "softmax" in h5:
             weight = np.asarray(h5["softmax/W"][...], dtype=np.float32)
             bias = np.asarray(h5["softmax/b"][...], dtype=np.float32)
