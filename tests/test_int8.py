@@ -14,7 +14,7 @@ import torch
 from conftest import ALLENNLP
 from elmo_lm import ElmoError, Embedder
 from elmo_lm.inference import int8
-from elmo_lm.inference.onednn import linear
+from elmo_lm.inference.matmul import linear
 from elmo_lm.io import load_model
 
 pytestmark = pytest.mark.skipif(not int8.AVAILABLE, reason="this PyTorch build has no int8 engine")

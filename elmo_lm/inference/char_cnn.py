@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from ..chars import PAD_CHAR
 from .int8 import Int8Weight, quantize
-from .onednn import linear
-from .workspace import cast_weights, int8_weights, matmul_dtype, to_meta
+from .matmul import linear
+from .weights import cast_weights, int8_weights, matmul_dtype, to_meta
 
 if TYPE_CHECKING:
     from ..model import TokenEncoder

@@ -1,6 +1,6 @@
 """A model kept in int8 for inference: quantised while it is read, or in place once loaded.
 
-Either way each module's int8 weights sit beside it under `workspace.INT8_WEIGHTS` and its float
+Either way each module's int8 weights sit beside it under `weights.INT8_WEIGHTS` and its float
 weight matrices become meta placeholders (biases, the character table and the convolutions' small
 kernels stay float32). Quantising while reading (`QuantizingLoad`, `load_model`'s `take`) means the
 float32 model never exists whole: the original size's peak memory at load is then one layer's
@@ -17,7 +17,7 @@ import torch
 from . import int8
 from .char_cnn import quantize_encoder, quantize_encoder_weight
 from .packed_lstm import LSTM_MATRICES, quantize_lstm, quantize_lstm_weight
-from .workspace import INT8_WEIGHTS, drop_cache
+from .weights import INT8_WEIGHTS, drop_cache
 
 if TYPE_CHECKING:
     from ..model import ElmoBiLM
