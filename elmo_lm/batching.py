@@ -12,7 +12,8 @@ MAX_BATCH_ROWS = 512
 """The most sentences a batch chosen by tokens holds (`elmo embed` without --batch-size)."""
 
 
-def split_batches(order: list[int], lengths: list[int], batch_size: int, batch_tokens: int | None) -> Iterator[list[int]]:
+def split_batches(order: list[int], lengths: list[int], batch_size: int, batch_tokens: int | None
+                  ) -> Iterator[list[int]]:
     """Consecutive runs of `order`: at most `batch_size` sentences, and with `batch_tokens`, at most
     that many padded tokens (rows x the longest row's tokens incl. `<S>`/`</S>`; one row at least)."""
     start = 0

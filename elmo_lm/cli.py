@@ -65,12 +65,15 @@ def _open_model(model_dir, options_file, weight_file):
 @click.option("--stateful", is_flag=True,
               help="Reference behaviour: batches in file order, each row carrying its LSTM state to the next batch.")
 @click.option("--tokenize", is_flag=True, help="Input is raw text: split each line with the built-in tokenizer.")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16", "int8"]), default="float32",
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to run: cuda embeds on the GPU (see docs/GPU.md).")
+@click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16", "int8"]), default="float32",
               show_default=True,
               help="bfloat16: matmuls in bfloat16 (cell state and clips in float32), up to twice as fast on "
                    "CPUs with AMX or AMD's AVX-512 BF16 (`elmo info` tells), no faster elsewhere; agrees with "
                    "float32 to about 3 significant digits. int8: int8 weights and matmuls (inputs quantised per "
-                   "call) on any x86 CPU, a quarter of the weights' memory; approximate (see the README).")
+                   "call) on any x86 CPU, a quarter of the weights' memory; approximate (see the README). "
+                   "float16: GPUs only.")
 @click.option("--token-cache", is_flag=True,
               help="Keep each word's context-free vector across batches (up to 50,000 words): exact, faster on "
                    "real text.")
@@ -79,7 +82,7 @@ def _open_model(model_dir, options_file, weight_file):
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def embed_command(input_file, output_file, model_dir, options_file, weight_file, layers, batch_size, batch_tokens,
-                  stateful, tokenize, precision, token_cache, threads, overwrite, quiet):
+                  stateful, tokenize, device, precision, token_cache, threads, overwrite, quiet):
     """Embed INPUT (UTF-8 text, one sentence per line) into OUTPUT (HDF5).
 
     OUTPUT gets one float32 dataset per input line, named by its 0-based line number ("0", "1",
@@ -102,7 +105,7 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
         batch_tokens = DEFAULT_BATCH_TOKENS
     embedder = Embedder(model_dir, options_file=options_file, weight_file=weight_file,
                         batch_size=batch_size or (MAX_BATCH_ROWS if batch_tokens else 64), batch_tokens=batch_tokens,
-                        stateful=stateful, precision=precision, token_cache=token_cache)
+                        stateful=stateful, device=device, precision=precision, token_cache=token_cache)
     count = embedder.embed_file(input_file, output_file, layers=layers, overwrite=overwrite, tokenize=tokenize,
                                 show_progress_bar=not quiet)
     click.echo(f"wrote {count} lines to {output_file}", err=True)

@@ -79,12 +79,14 @@ class Embedder:
                 Batches of similar work, large enough to amortise reading the weights at every
                 step; `benchmarks/batch_size.py` measures tokens/s against both.
             stateful: carry LSTM state per batch row between batches (the reference behaviour).
-            device: where the model runs.
+            device: where the model runs ("cpu", or "cuda": the CPU-only kernels are then
+                bypassed; docs/GPU.md).
             precision: "float32" (exact), "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: up to twice as fast on CPUs with AMX or AMD's AVX-512 BF16, no faster
                 elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999)
                 or "int8" (CPU only: int8 weights per output channel, inputs quantised per matmul,
-                float32 cell state and clips; see the README for its speed and accuracy). A model
+                float32 cell state and clips; see the README for its speed and accuracy), or
+                "float16" (GPU only, float16 matmuls, float32 cell state and clips). A model
                 the embedder loads itself then keeps its weight matrices in bfloat16 (half the
                 memory) or int8 (a quarter). Such a model, in any precision, is for inference only.
             token_cache: keep each token string's context-free vector across batches (True for up
@@ -94,6 +96,11 @@ class Embedder:
             raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if precision == "bfloat16" and torch.device(device).type == "cpu" and not bfloat16_is_fast():
             warnings.warn(SLOW_BFLOAT16_WARNING, RuntimeWarning, stacklevel=2)
+        if precision == "float16" and torch.device(device).type == "cpu":
+            warnings.warn("precision='float16' is meant for GPUs: CPUs run its matmuls slowly (bfloat16 or int8 "
+                          "are the CPU's approximate precisions)", RuntimeWarning, stacklevel=2)
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ElmoError("device='cuda': no GPU is available to PyTorch here")
         if precision == "int8" and not (int8.AVAILABLE and torch.device(device).type == "cpu"):
             raise ElmoError("precision='int8' runs on the CPU through PyTorch's quantised engines (fbgemm or "
                             "oneDNN), which this PyTorch build or device lacks; use float32 or bfloat16")

@@ -141,7 +141,7 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
             windows = chars.unfold(1, widest, 1).transpose(2, 3).reshape(n * K, widest * e)  # (n*K, widest*e)
             responses = linear(windows, window_weight, into_buffer=True).view(n, K, F_)  # (n, K, F)
             if K > S - widest:  # some windows run past the last slot for the wider filters: not windows at all
-                valid = torch.arange(K)[:, None] <= S - widths[None, :]  # (K, F)
+                valid = (torch.arange(K)[:, None] <= S - widths[None, :]).to(responses.device)  # (K, F)
                 responses = responses.masked_fill(~valid, float("-inf"))
             features[start:end] = responses.amax(dim=1)  # (n, F)
             # An all-padding window exists in every token of the chunk for filters with K <= S - w.

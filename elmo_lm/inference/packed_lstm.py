@@ -195,6 +195,7 @@ def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride
     config, dtype = lstm.config, matmul_dtype(precision)
     L, P, C = config.n_layers, config.projection_dim, config.lstm_dim
     D, B = len(directions), len(plan.order)
+    plan = plan._replace(order=plan.order.to(grid.device), index=plan.index.to(grid.device))  # planned on the CPU
     halves = [grid[:, d * P : (d + 1) * P] for d in directions]  # each (R, P)
     if state is None:
         h0 = grid.new_zeros(L, D, B, P)  # (L, D, B, P)
@@ -283,8 +284,8 @@ us), whole passes +12% (original) and +4% (small)."""
 
 
 def _via_sigmoid(x: torch.Tensor) -> bool:
-    """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1`."""
-    return TANH_VIA_SIGMOID and x.numel() >= SMALL_TANH_ELEMENTS
+    """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1` (CPU tensors only)."""
+    return TANH_VIA_SIGMOID and x.numel() >= SMALL_TANH_ELEMENTS and x.device.type == "cpu"
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:

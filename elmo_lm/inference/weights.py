@@ -13,9 +13,9 @@ from .matmul import ONEDNN, pack
 if TYPE_CHECKING:
     from ..model import ElmoBiLM
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.float32}
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.float32}
 """The names `precision` accepts and the dtype of the matmuls' inputs each selects ("int8": float32
-inputs, quantised per call by `int8.linear`, against int8 weights)."""
+inputs, quantised per call by `int8.linear`, against int8 weights; "float16": for GPUs)."""
 
 _CACHE_ATTRIBUTE = "_inference_cache"
 """The module attribute that `cached_on_module` keeps its values in."""
