@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-DEFAULT_BATCH_TOKENS = 2000
-"""`elmo embed`'s batch by default, in padded tokens (`Embedder(batch_tokens=...)`): see
-`benchmarks/batch_size.py` and its results in benchmarks/RESULTS-batch_size.md."""
+DEFAULT_BATCH_TOKENS = 4000
+"""`elmo embed`'s batch by default, in padded tokens (`Embedder(batch_tokens=...)`): the fastest
+measured on an AMD EPYC (small size: 5,296 tokens per CPU-second against 4,845 at 2,000 and 4,553 at
+64 sentences); `benchmarks/batch_size.py`, results in benchmarks/RESULTS-batch_size.md."""
 
 MAX_BATCH_ROWS = 512
 """The most sentences a batch chosen by tokens holds (`elmo embed` without --batch-size)."""

@@ -104,6 +104,8 @@ class Embedder:
         if precision == "int8" and not (int8.AVAILABLE and torch.device(device).type == "cpu"):
             raise ElmoError("precision='int8' runs on the CPU through PyTorch's quantised engines (fbgemm or "
                             "oneDNN), which this PyTorch build or device lacks; use float32 or bfloat16")
+        if precision == "int8":
+            return_large_blocks()  # before loading too: its freed temporaries then go back (peak 665 -> 563 MB)
         if not isinstance(model, ElmoBiLM):
             from .io import load_model
 
