@@ -14,7 +14,6 @@ import click
 
 from .batching import DEFAULT_BATCH_TOKENS, MAX_BATCH_ROWS
 from .errors import ElmoError
-from .inference.cpu_features import bfloat16_is_fast
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,7 +97,8 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
         raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
     if threads is not None:
         torch.set_num_threads(threads)
-    # The embedder opens the model itself: it then keeps only the copy of its weights it uses.
+    # The embedder opens the model itself: it then keeps only the copy of its weights it uses (and
+    # runs float32 where the CPU has no bfloat16 instructions: embedder.precision tells).
     if stateful and batch_tokens is not None:
         raise ElmoError("--batch-tokens needs stateless batches; with --stateful use --batch-size")
     if batch_tokens is None and batch_size is None and not stateful:
@@ -186,12 +186,22 @@ def info_command(model_dir, options_file, weight_file):
         ("output", f"{config.n_output_layers} layers of width {config.output_dim}"),
         ("parameters", f"{encoder + lstm:,} (token encoder {encoder:,}, LSTMs {lstm:,})"),
         ("softmax", f"{model.softmax.out_features:,} words, {softmax:,} parameters" if softmax else "none"),
-        ("bfloat16 here", "faster than float32 (AMX or AMD AVX-512 BF16)" if bfloat16_is_fast()
-                          else "likely no faster than float32 (no AMX, no AMD AVX-512 BF16): use float32"),
+        ("bfloat16 here", _bfloat16_here()),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name:<{width}}  {value}")
+
+
+def _bfloat16_here() -> str:
+    """`elmo info`'s verdict on --precision bfloat16 for this CPU."""
+    from .inference.cpu_features import bfloat16_is_fast, bfloat16_runs
+
+    if not bfloat16_runs():
+        return "not supported (no AVX-512 BW/VL/DQ, no AVX-NE-CONVERT): --precision bfloat16 runs float32"
+    if bfloat16_is_fast():
+        return "faster than float32 (AMX or AMD AVX-512 BF16)"
+    return "likely no faster than float32 (no AMX, no AMD AVX-512 BF16): use float32"
 
 
 @cli.command("vocab")

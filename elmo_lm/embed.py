@@ -28,7 +28,7 @@ from .batching import split_batches
 from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
 from .errors import ElmoError
 from .inference import PRECISIONS, int8, keep_weights_in
-from .inference.cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
+from .inference.cpu_features import choose_precision
 from .inference.int8_model import QuantizingLoad, keep_in_int8
 from .io.atomic import atomic_path
 from .model import ElmoBiLM
@@ -83,19 +83,20 @@ class Embedder:
                 bypassed; docs/GPU.md).
             precision: "float32" (exact), "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: up to twice as fast on CPUs with AMX or AMD's AVX-512 BF16, no faster
-                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999)
-                or "int8" (CPU only: int8 weights per output channel, inputs quantised per matmul,
-                float32 cell state and clips; see the README for its speed and accuracy), or
-                "float16" (GPU only, float16 matmuls, float32 cell state and clips). A model
-                the embedder loads itself then keeps its weight matrices in bfloat16 (half the
-                memory) or int8 (a quarter). Such a model, in any precision, is for inference only.
+                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999;
+                on a CPU without bfloat16 instructions (AVX2 only) it runs float32, with a
+                RuntimeWarning; `self.precision` tells which runs), "int8" (CPU only: int8 weights
+                per output channel, inputs quantised per matmul, float32 cell state and clips; see
+                the README for its speed and accuracy), or "float16" (meant for GPUs: float16
+                matmuls, float32 cell state and clips). A model the embedder loads itself then
+                keeps its weight matrices in bfloat16 (half the memory) or int8 (a quarter). Such
+                a model, in any precision, is for inference only.
             token_cache: keep each token string's context-free vector across batches (True for up
                 to 50,000 tokens, or the number to keep); exact, it saves the character CNN.
         """
         if precision not in PRECISIONS:
             raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        if precision == "bfloat16" and torch.device(device).type == "cpu" and not bfloat16_is_fast():
-            warnings.warn(SLOW_BFLOAT16_WARNING, RuntimeWarning, stacklevel=2)
+        precision = choose_precision(precision, torch.device(device).type)  # float32 on a CPU without bfloat16
         if precision == "float16" and torch.device(device).type == "cpu":
             warnings.warn("precision='float16' is meant for GPUs: CPUs run its matmuls slowly (bfloat16 or int8 "
                           "are the CPU's approximate precisions)", RuntimeWarning, stacklevel=2)
