@@ -10,7 +10,7 @@ Measured on an AMD EPYC (family 26, AVX-512 VNNI), 1 thread, fastest of 25: the 
 `(32, 512) x (512, 16384)` ran 0.9 ms in int8 against 3.5 ms packed float32, the projection
 `(32, 4096) x (4096, 512)` 0.21 against 0.93 ms, the highway `(1000, 2048) x (2048, 2048)` 11 against
 39 ms (oneDNN's engine; fbgemm's was as fast at the steps and up to 1.6x slower at large row counts).
-Relative error of one matmul: about 1.2% with 8-bit inputs, 2.0% with 7-bit ones (`REDUCE_RANGE`).
+Relative error of one matmul: about 1.2% with 8-bit inputs, 2.0% with 7-bit ones (`reduce_range`).
 
 One scale per call fails rows much smaller than the call's largest: on the bundled (trained) model,
 the LSTM's projection `o * tanh(c) -> m` quantised so made the worst token's cosine to float32 0.946
@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -53,16 +54,24 @@ def has_vnni(flags: frozenset[str]) -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-def _reduce_range() -> bool:
+REDUCE_RANGE: bool | None = None
+"""Whether inputs are quantised to 7 bits instead of 8; None: `reduce_range` decides from the flags."""
+
+
+@lru_cache(maxsize=1)
+def _reduce_range_here() -> bool:
     cpu = this_cpu()
     return not (cpu is not None and has_vnni(cpu[1]))
 
 
-REDUCE_RANGE = _reduce_range()
-"""Whether inputs are quantised to 7 bits instead of 8. Without VNNI, the int8 kernels multiply
-pairs of bytes into 16-bit sums (`vpmaddubsw`), which saturate for 8-bit inputs; PyTorch's answer is
-7-bit inputs (`reduce_range`), at about 1.7x the error. With VNNI, the dot product accumulates in 32
-bits and full 8-bit inputs are safe. Where the flags cannot be read, the safe 7 bits."""
+def reduce_range() -> bool:
+    """Whether inputs are quantised to 7 bits instead of 8 (read from the CPU's flags on first use).
+
+    Without VNNI, the int8 kernels multiply pairs of bytes into 16-bit sums (`vpmaddubsw`), which
+    saturate for 8-bit inputs; PyTorch's answer is 7-bit inputs (`reduce_range`), at about 1.7x the
+    error. With VNNI, the dot product accumulates in 32 bits and full 8-bit inputs are safe. Where
+    the flags cannot be read, the safe 7 bits."""
+    return _reduce_range_here() if REDUCE_RANGE is None else REDUCE_RANGE
 
 
 class Int8Weight(NamedTuple):
@@ -121,7 +130,7 @@ def linear(x: torch.Tensor, weight: Int8Weight, bias: torch.Tensor | None = None
     if x.shape[0] == 0:
         out = x.new_empty(0, weight.shape[0], dtype=torch.float32)  # (0, N)
     else:
-        out = torch.ops.quantized.linear_dynamic(x.float().contiguous(), weight.packed, REDUCE_RANGE)  # (M, N)
+        out = torch.ops.quantized.linear_dynamic(x.float().contiguous(), weight.packed, reduce_range())  # (M, N)
     return out if bias is None else out.add_(bias)
 
 
