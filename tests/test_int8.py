@@ -13,7 +13,7 @@ import torch
 
 from conftest import ALLENNLP
 from elmo_lm import ElmoError, Embedder
-from elmo_lm.inference import int8
+from elmo_lm.inference import int8, use_precision
 from elmo_lm.inference.matmul import linear
 from elmo_lm.io import load_model
 
@@ -92,8 +92,8 @@ def test_int8_embedder_keeps_its_own_model_in_int8_and_leaves_a_given_one_alone(
     sentences = [["The", "cat", "sat", "."], ["a"], []]
     for a, b in zip(owned.encode(sentences), borrowed.encode(sentences)):
         np.testing.assert_allclose(a, b, atol=1e-5)
-    with pytest.raises(ValueError, match="inference"):
-        model(torch.ones(1, 2, 50, dtype=torch.long), precision="int8")  # grad mode, parameters need grad
+    with pytest.raises(ValueError, match="inference"), use_precision("int8"):
+        model(torch.ones(1, 2, 50, dtype=torch.long))  # grad mode, parameters need grad
 
 
 def test_int8_on_another_device_is_a_clear_error():

@@ -10,18 +10,16 @@ chunk budget; the full `(tokens, positions, filters)` activations never exist at
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..chars import PAD_CHAR
 from .int8 import Int8Weight, quantize
 from .matmul import linear
-from .weights import cast_weights, int8_weights, matmul_dtype, to_meta
-
-if TYPE_CHECKING:
-    from ..model import TokenEncoder
+from .precision import current_precision, matmul_dtype
+from .weights import cast_weights, int8_weights, to_meta
 
 PAD_ID = PAD_CHAR + 1
 """The padding character after the inference shift of +1."""
@@ -44,7 +42,7 @@ def _chunks(extents: list[int], bytes_per_token: Callable[[int], int], budget: i
         start = end
 
 
-def _window_weights(encoder: TokenEncoder, weights: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _window_weights(encoder: nn.Module, weights: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """All convolutions as one matrix over windows of the widest width, in `F.linear`'s layout
     `(F, widest * e)` (columns (tap, char dim); taps past a filter's width are zero), and the
     biases `(F,)`."""
@@ -64,14 +62,14 @@ def quantize_encoder_weight(weight: torch.Tensor) -> Int8Weight:
     return quantize(weight, per_row_inputs=True)
 
 
-def matrix_names(encoder: TokenEncoder) -> list[str]:
+def matrix_names(encoder: nn.Module) -> list[str]:
     """The highway and projection weight matrices, by parameter name (layout `(N, K)`)."""
     k = range(encoder.config.n_highway)
     return [*(f"highway_carry.{i}.weight" for i in k), *(f"highway_transform.{i}.weight" for i in k),
             "projection.weight"]
 
 
-def quantize_encoder(encoder: TokenEncoder, release: bool, ready: dict[str, Int8Weight] | None = None) -> dict:
+def quantize_encoder(encoder: nn.Module, release: bool, ready: dict[str, Int8Weight] | None = None) -> dict:
     """The window matrix of all convolutions (`_window_weights`) and the highway and projection
     matrices in int8 (`quantize_encoder_weight`), by name ("window" for the first), taken from
     `ready` (by parameter name) where there. With `release`, their float parameters become meta
@@ -92,9 +90,9 @@ def quantize_encoder(encoder: TokenEncoder, release: bool, ready: dict[str, Int8
     return quantized
 
 
-def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, precision: str,
-                            chunk_bytes: int) -> torch.Tensor:
-    """Token vectors `(N, P)` for character ids `(N, S)`, equal to `TokenEncoder`'s autograd path.
+def encode_tokens_inference(encoder: nn.Module, char_ids: torch.Tensor, chunk_bytes: int) -> torch.Tensor:
+    """Token vectors `(N, P)` for character ids `(N, S)` from a `model.TokenEncoder`, equal to its
+    autograd path, with the matmuls in the current precision (`use_precision`).
 
     All convolutions run as one matmul over windows of the widest width (narrower filters have
     zero taps), and only over windows that start inside a chunk's longest token (tokens sorted
@@ -102,6 +100,7 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
     one value for every token, computed once. Max over windows, then the bias and activation.
     """
     config = encoder.config
+    precision = current_precision()
     dtype = matmul_dtype(precision)
     weights = cast_weights(encoder, dtype)
     if precision == "int8":
@@ -117,7 +116,7 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
         bias = torch.cat([weights[f"convolutions.{i}.bias"] for i in range(len(config.filters))]).float()  # (F,)
     else:
         window_weight, bias = _window_weights(encoder, weights)  # (F, widest * e), (F,)
-    table = weights["char_embedding.weight"]  # (262, e)
+    table = weights["char_embedding.weight"]  # (N_CHARS, e)
     padding = _padding_window(table, window_weight)  # (F,)
     extent = content_extent(char_ids)  # (N,)
     order = torch.argsort(extent)  # (N,), shortest first
@@ -158,7 +157,7 @@ def _padding_window(table: torch.Tensor, window_weight: torch.Tensor) -> torch.T
     return linear(pad[None, :], window_weight)[0].float()  # (F,)
 
 
-def _highway_and_projection(encoder: TokenEncoder, weights: dict[str, torch.Tensor], features: torch.Tensor,
+def _highway_and_projection(encoder: nn.Module, weights: dict[str, torch.Tensor], features: torch.Tensor,
                             dtype: torch.dtype) -> torch.Tensor:
     """Activation, highway layers and projection of max-pooled features `(n, F)` (overwritten) -> `(n, P)`.
 

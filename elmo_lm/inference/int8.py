@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from .cpu_features import this_cpu
+from ..cpu_features import this_cpu
 
 
 def _engines() -> tuple[str, ...]:

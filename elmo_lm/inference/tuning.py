@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .cpu_features import CPUINFO
+from ..cpu_features import CPUINFO
 
 CACHE_NAME = "kernels.json"
 PACKINGS = ("mkl", "onednn", "plain")
