@@ -104,6 +104,30 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
     click.echo(f"wrote {count} lines to {output_file}", err=True)
 
 
+@cli.command("tune")
+@_model_options
+def tune_command(model_dir, options_file, weight_file):
+    """Measure the inference kernels' choices for a model's shapes on this CPU and keep them.
+
+    Times the per-step matmul paths (MKL packed, oneDNN packed, plain) and tanh (direct or via
+    sigmoid) at the model's step shapes, and stores the fastest in the user's cache folder
+    ($XDG_CACHE_HOME/elmo-lm/kernels.json) under this CPU's model, flags and torch version; later
+    runs on this kind of CPU use them.
+    """
+    from .bundled import open_model
+    from .inference import tuning
+
+    config = open_model(model_dir, options_file, weight_file).config
+    entry = tuning.tune([(config.lstm_dim, config.projection_dim)])
+    click.echo(f"{tuning.cpu_key()}")
+    for shape, choice in entry["packing"].items():
+        timings = ", ".join(f"{name} {seconds * 1e3:.3f} ms" for name, seconds in entry["seconds"][shape].items())
+        click.echo(f"packing {shape}: {choice} ({timings})")
+    for size, via in entry["tanh_via_sigmoid"].items():
+        click.echo(f"tanh of {int(size):,} values: {'via sigmoid' if via else 'direct'}")
+    click.echo(f"kept in {tuning.cache_file()}", err=True)
+
+
 @cli.command("dump-token-embeddings")
 @click.argument("vocab_file", metavar="VOCAB", type=click.Path(dir_okay=False))
 @click.argument("output_file", metavar="OUTPUT", type=click.Path(dir_okay=False))

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ..cpu_features import bfloat16_runs, is_intel
 from . import int8
 from .scratch import scratch
+from .tuning import packing_for
 
 ROW_QUANTUM = 64
 """Matmuls of more rows than this run on a multiple of it (zero rows added, their results dropped).
@@ -142,9 +143,14 @@ def pack(weight: torch.Tensor) -> torch.Tensor | MklPacked:
 
     Float32 weights on an Intel CPU go to MKL, whose packed matmul ran faster than oneDNN's there at
     the LSTM steps' shapes, in the same memory; elsewhere oneDNN's blocked layout (on AMD, MKL takes a
-    slow code path). Figures: `benchmarks/RESULTS-kernels.md`.
+    slow code path). Figures: `benchmarks/RESULTS-kernels.md`. Where `elmo tune` measured this CPU
+    (`tuning`), its choice for the weight's shape wins: MKL's, oneDNN's or none ("plain").
     """
-    if MKL_PACKED and is_intel() and weight.device.type == "cpu" and weight.dtype == torch.float32:
+    float32_cpu = weight.device.type == "cpu" and weight.dtype == torch.float32
+    measured = packing_for(tuple(weight.shape)) if float32_cpu else None
+    if measured == "plain":
+        return weight.contiguous()
+    if MKL_PACKED and float32_cpu and (measured == "mkl" or (measured is None and is_intel())):
         return pack_mkl(weight)
     return pack_onednn(weight)
 

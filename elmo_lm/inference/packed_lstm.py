@@ -29,6 +29,7 @@ from .int8 import Int8Weight, quantize
 from .matmul import ONEDNN, linear, pack
 from .precision import current_precision, matmul_dtype
 from .scratch import scratch
+from .tuning import tanh_via_sigmoid_for
 from .weights import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, int8_weights, to_meta
 
 INFERENCE_LSTM_CHUNK_BYTES = 24 * 2**20
@@ -314,10 +315,14 @@ its tanh, on a Xeon as fast (`benchmarks/RESULTS-kernels.md`)."""
 
 
 def _via_sigmoid(x: torch.Tensor) -> bool:
-    """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1` (large CPU tensors only)."""
+    """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1` (large CPU tensors
+    only): `TANH_VIA_SIGMOID` when set, else `elmo tune`'s measurement on this CPU, else not on Intel."""
     if x.numel() < SMALL_TANH_ELEMENTS or x.device.type != "cpu":
         return False
-    return not is_intel() if TANH_VIA_SIGMOID is None else TANH_VIA_SIGMOID
+    if TANH_VIA_SIGMOID is not None:
+        return TANH_VIA_SIGMOID
+    measured = tanh_via_sigmoid_for(x.numel())
+    return not is_intel() if measured is None else measured
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:

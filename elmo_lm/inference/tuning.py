@@ -129,10 +129,11 @@ def tune(shapes: list[tuple[int, int]], rows: int = 32) -> dict:
             entry[part].update(measured[part])
     data = _read_cache()
     data[cpu_key()] = entry
+    from ..io.atomic import atomic_path
+
     path = cache_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=1))
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=1))
     tuned.cache_clear()
     return entry
