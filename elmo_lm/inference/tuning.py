@@ -122,12 +122,14 @@ def measure(lstm_dim: int, projection_dim: int, rows: int = 32, repeats: int = 2
 def tune(shapes: list[tuple[int, int]], rows: int = 32) -> dict:
     """Measure each `(lstm_dim, projection_dim)` and store the choices for this CPU (merged with any
     kept before); returns this CPU's entry."""
-    entry: dict = {"packing": {}, "tanh_via_sigmoid": {}, "seconds": {}}
+    data = _read_cache()
+    kept = data.get(cpu_key())
+    entry: dict = {part: dict(kept.get(part, {})) if isinstance(kept, dict) else {}
+                   for part in ("packing", "tanh_via_sigmoid", "seconds")}  # other models' shapes stay
     for lstm_dim, projection_dim in shapes:
         measured = measure(lstm_dim, projection_dim, rows)
         for part in entry:
             entry[part].update(measured[part])
-    data = _read_cache()
     data[cpu_key()] = entry
     from ..io.atomic import atomic_path
 
