@@ -104,17 +104,35 @@ def dump_token_embeddings_command(vocab_file, output_file, model_dir, options_fi
 
 
 @cli.command("convert")
+@click.argument("paths", metavar="[SOURCE] [OUT]", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--from", "source_format", type=click.Choice(["elmoformanylangs"]),
+              help="SOURCE is another project's model folder: elmoformanylangs (an ELMoForManyLangs model).")
 @_model_options
 @click.option("--to", "target", type=click.Choice(["folder", "allennlp"]), required=True,
               help="folder: config.json + model.safetensors; allennlp: options.json + weights.hdf5.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (or OUT).")
 @click.option("--overwrite", is_flag=True, help="Replace files in --out.")
-def convert_command(model_dir, options_file, weight_file, target, out_dir, overwrite):
-    """Convert a model between the AllenNLP/bilm-tf files and this project's model folder."""
+def convert_command(paths, source_format, model_dir, options_file, weight_file, target, out_dir, overwrite):
+    """Convert a model between the AllenNLP/bilm-tf files and this project's model folder, or an
+    ELMoForManyLangs model into a model folder (`elmo convert --from elmoformanylangs DIR --to folder --out OUT`)."""
     from .bundled import open_model
     from .io.convert import convert_model
 
-    files = convert_model(open_model(model_dir, options_file, weight_file), target, out_dir, overwrite)
+    if len(paths) > 2 or (len(paths) == 2 and out_dir is not None):
+        raise ElmoError("give at most SOURCE and OUT (or --out)")
+    source, out_dir = (paths[0] if paths else None), out_dir or (paths[1] if len(paths) == 2 else None)
+    if out_dir is None:
+        raise ElmoError("name the output folder: --out DIR")
+    if source_format == "elmoformanylangs":
+        if source is None:
+            raise ElmoError("--from elmoformanylangs needs the model folder: elmo convert --from elmoformanylangs "
+                            "DIR --to folder --out OUT")
+        from .io.elmoformanylangs import load_elmoformanylangs
+
+        model = load_elmoformanylangs(source)
+    else:
+        model = open_model(model_dir or source, options_file, weight_file)
+    files = convert_model(model, target, out_dir, overwrite)
     click.echo(f"wrote {', '.join(str(path) for path in files)}", err=True)
 
 
