@@ -57,9 +57,6 @@ class HeadConfig:
     """A BiLSTM over the token features before the output ("none": straight to it)."""
     hidden_dim: int = 128
     """BiLSTM size per direction, and the classifier MLP's hidden size."""
-    shortcut: bool = False
-    """Pass the token features around the BiLSTM too (the output sees both): a BiLSTM learns
-    slowly from rare tags, the shortcut learns a word's tag from the first steps on."""
     pooling: Literal["mean", "max", "attention"] = "mean"
     """Classifier: how token vectors become one sentence vector ("attention": a learned score per
     token, softmax over the sentence, weighted sum)."""
@@ -131,7 +128,7 @@ class TaskHead(nn.Module):
         self.encoded_dim = config.feature_dim
         if config.encoder == "lstm":
             self.lstm = nn.LSTM(config.feature_dim, config.hidden_dim, batch_first=True, bidirectional=True)
-            self.encoded_dim = 2 * config.hidden_dim + (config.feature_dim if config.shortcut else 0)
+            self.encoded_dim = 2 * config.hidden_dim
         elif config.encoder != "none":
             raise ElmoError(f"encoder must be 'lstm' or 'none', not {config.encoder!r}")
 
@@ -164,10 +161,7 @@ class TaskHead(nn.Module):
         packed = pack_padded_sequence(features, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=features.shape[1])  # (B, T, 2H)
-        encoded = self.dropout(encoded) * batch.mask[..., None]
-        if self.config.shortcut:
-            encoded = torch.cat([encoded, features], dim=-1)  # (B, T, 2H + 2P + D)
-        return encoded
+        return self.dropout(encoded) * batch.mask[..., None]
 
     @torch.no_grad()
     def fit_standardization(self, layers: Ragged) -> None:
