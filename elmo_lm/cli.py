@@ -409,6 +409,35 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
         click.echo("no candidate tokens in the reference set" + (" (none is the same word)" if same_word else ""))
 
 
+@cli.command("similar")
+@click.argument("query")
+@click.option("--in", "input_file", type=click.Path(dir_okay=False), required=True,
+              help="Candidate sentences, one per line.")
+@_model_options
+@click.option("--top", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Sentences to show.")
+@click.option("--layers", type=click.Choice(["average", "top", "all"]), default="average", show_default=True,
+              help="Pooling: mean over the tokens of the average of all layers, of the top layer, or of each "
+                   "layer (concatenated).")
+@click.option("--tokenize", is_flag=True, help="Split the query and the lines with the built-in tokenizer.")
+def similar_command(query, input_file, model_dir, options_file, weight_file, k, layers, tokenize):
+    """The sentences of --in closest in meaning to QUERY: cosine of mean-pooled ELMo vectors."""
+    from .embed import Embedder
+    from .similarity import nearest, sentence_vectors
+    from .textfile import read_lines
+
+    split = (lambda text: text) if tokenize else str.split
+    if not query.split():
+        raise ElmoError("QUERY is empty")
+    kept = [(number, line.strip()) for number, line in enumerate(read_lines(input_file), start=1) if line.strip()]
+    if not kept:
+        raise ElmoError(f"{input_file}: no sentences")
+    embedder = Embedder(_open_model(model_dir, options_file, weight_file))
+    vectors = sentence_vectors(embedder, [split(query)] + [split(line) for _, line in kept], layers)
+    for rank, match in enumerate(nearest(vectors[0], vectors[1:], k), start=1):
+        number, line = kept[match.index]
+        click.echo(f"{rank}. {match.score:.3f}  line {number}: {line}")
+
+
 @cli.command("train")
 @click.option("--train", "train_data", multiple=True, metavar="GLOB",
               help="Training corpus: files or globs, one sentence per line (repeatable).")
