@@ -89,10 +89,11 @@ def test_tagger_learns_word_classes(embedder, encoder):
     assert len(summary["layer_weights"]) == 3 and abs(sum(summary["layer_weights"]) - 1) < 1e-6
 
 
-@pytest.mark.parametrize("pooling", ["mean", "max"])
-def test_classifier_learns_marked_sentences(embedder, pooling):
+@pytest.mark.parametrize("pooling, encoder", [("mean", "none"), ("max", "none"), ("max", "lstm"),
+                                              ("attention", "lstm")])
+def test_classifier_learns_marked_sentences(embedder, pooling, encoder):
     rng = random.Random(1)
-    config = head_config("classifier", ["no", "yes"], encoder="none", pooling=pooling)
+    config = head_config("classifier", ["no", "yes"], encoder=encoder, pooling=pooling)
     train, dev, test = (task_data(embedder, config, classification_examples(n, rng)) for n in (160, 40, 100))
     torch.manual_seed(0)
     head = build_head(config)
@@ -100,6 +101,19 @@ def test_classifier_learns_marked_sentences(embedder, pooling):
     metrics = evaluate_head(head, test)
     assert metrics["accuracy"] >= 0.95
     assert metrics["macro_f1"] >= 0.95
+
+
+def test_attention_pooling_ignores_padding(embedder):
+    """A sentence pools to the same vector alone and padded in a batch with a longer one."""
+    config = head_config("classifier", ["no", "yes"], encoder="lstm", pooling="attention")
+    data = task_data(embedder, config, [Example(["a", "cat"], ["no"], 0),
+                                        Example(["the", "dog", "runs", "home", "!"], ["yes"], 0)])
+    torch.manual_seed(0)
+    head = build_head(config).eval()
+    with torch.no_grad():
+        alone = head.pool(head.encode(data.batch([0])), data.batch([0]).mask)  # (1, H)
+        padded = head.pool(head.encode(data.batch([0, 1])), data.batch([0, 1]).mask)  # (2, H)
+    torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=1e-5)
 
 
 def test_static_vectors_alone_and_concatenated(embedder):
