@@ -26,8 +26,8 @@ import torch
 
 from elmo_lm.config import ModelConfig
 
-from elmo_lm.train import train
-from elmo_lm.train_config import preset
+from elmo_lm.training.loop import train
+from elmo_lm.training.config import preset
 from elmo_lm.vocab import build_vocabulary
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/fixtures/allennlp/corpus"

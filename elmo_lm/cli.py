@@ -443,7 +443,7 @@ def similar_command(query, input_file, model_dir, options_file, weight_file, k, 
               help="Training corpus: files or globs, one sentence per line (repeatable).")
 @click.option("--vocab", "vocab_file", type=click.Path(dir_okay=False), help="Vocabulary file (from `elmo vocab`).")
 @click.option("--config", "config_name", metavar="PRESET|FILE",
-              help="tiny, small, medium, original, or a JSON file (fields: elmo_lm.train_config.TrainConfig).")
+              help="tiny, small, medium, original, or a JSON file (fields: elmo_lm.training.config.TrainConfig).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Run folder.")
 @click.option("--valid", "valid_data", multiple=True, metavar="GLOB", help="Validation corpus (repeatable).")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
@@ -466,12 +466,12 @@ def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_
     \b
     elmo train --train 'corpus/*.txt' --vocab vocab.txt --config small --out run/ --valid dev.txt
     elmo train --out run/ --resume
-    torchrun --nproc_per_node=4 -m elmo_lm.train --train ... (the same options; data parallel)
+    torchrun --nproc_per_node=4 -m elmo_lm.training.loop --train ... (the same options; data parallel)
 
     The run folder gets run.json, vocab.txt, checkpoint.pt, metrics.jsonl and learning_curves.png;
     `elmo export` turns it into a model folder.
     """
-    from .train import parse_overrides, run_arguments, train
+    from .training.loop import parse_overrides, run_arguments, train
 
     options = parse_overrides(overrides)
     if tokenize:
@@ -501,12 +501,12 @@ def evaluate_command(model_dir, data, vocab_file, mode, batch_size, unroll_steps
     """Forward, backward and average perplexity of a model on a corpus (full softmax)."""
     import json
 
-    from .evaluate import evaluate
+    from .training.evaluate import evaluate
     from .vocab import Vocabulary
 
     folder = Path(model_dir)
     if (folder / "checkpoint.pt").is_file() and (folder / "run.json").is_file():
-        from .export import load_run_model
+        from .training.export import load_run_model
 
         model = load_run_model(folder)
     else:
@@ -532,7 +532,7 @@ def evaluate_command(model_dir, data, vocab_file, mode, batch_size, unroll_steps
 def export_command(run_dir, out_dir, overwrite):
     """Turn a training run into a model folder (config.json, model.safetensors, vocab.txt) plus the
     bilm-tf files (options.json, weights.hdf5); the softmax is kept, so training can continue."""
-    from .export import export_run
+    from .training.export import export_run
 
     files = export_run(run_dir, out_dir, overwrite=overwrite)
     click.echo(f"wrote {', '.join(str(path) for path in files)}", err=True)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..errors import ElmoError
-from ..mix import ScalarMix
+from ..elmo import ScalarMix
 from .crf import CRF
 from .features import Batch, Ragged
 from .spans import SCHEMES
