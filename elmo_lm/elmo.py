@@ -15,6 +15,7 @@ from torch import nn
 
 from .chars import batch_to_ids
 from .errors import ElmoError
+from .inference.cpu_features import choose_precision
 from .model import ElmoBiLM
 from .state import RowStates
 
@@ -112,20 +113,22 @@ class Elmo(nn.Module):
             stateful: carry LSTM state per batch row between calls (the reference behaviour).
             precision: "float32", or "bfloat16" matmuls in the language model (needs
                 `requires_grad=False`; about 3 significant digits, about twice as fast on CPUs
-                with bfloat16 instructions).
+                with AMX or AMD's AVX-512 BF16; float32, with a RuntimeWarning, on a CPU
+                without bfloat16 instructions).
         """
         super().__init__()
         if precision not in ("float32", "bfloat16"):
             raise ElmoError(f"precision must be 'float32' or 'bfloat16', not {precision!r}")
         if precision != "float32" and requires_grad:
             raise ElmoError("precision='bfloat16' is for a frozen language model: use requires_grad=False")
-        self._precision = precision
         if module is None:
             from .io import load_model
 
             module = load_model(options_file) if weight_file is None else load_model(
                 options_file=options_file, weight_file=weight_file)
         self._elmo_lstm = module
+        # float32 on a CPU without bfloat16 instructions (with a warning)
+        self._precision = choose_precision(precision, module.lstm.bias[0].device.type)
         for parameter in module.parameters():
             parameter.requires_grad_(requires_grad)
         self._requires_grad = requires_grad
@@ -143,7 +146,7 @@ class Elmo(nn.Module):
             # Row 0 of word_inputs is padding; the boundary vectors are appended after the words.
             with torch.no_grad():
                 ids = batch_to_ids([list(vocab_to_cache) + ["<S>", "</S>"]])[0]  # (V+2, 50)
-                self._word_cache = module.token_encoder(ids, precision).detach()  # (V+2, P)
+                self._word_cache = module.token_encoder(ids, self._precision).detach()  # (V+2, P)
 
     def get_output_dim(self) -> int:
         """Width of each representation: 2P."""

@@ -13,7 +13,6 @@ the embedder's life, `token_cache`), and the model's inference kernels (`elmo_lm
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -27,7 +26,7 @@ from .allocator import release_free_memory, return_large_blocks
 from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
 from .errors import ElmoError
 from .inference import PRECISIONS, keep_weights_in
-from .inference.cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
+from .inference.cpu_features import choose_precision
 from .io.atomic import atomic_path
 from .model import ElmoBiLM
 from .state import RowStates
@@ -76,6 +75,8 @@ class Embedder:
             precision: "float32" (exact) or "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: up to twice as fast on CPUs with AMX or AMD's AVX-512 BF16, no faster
                 elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999).
+                On a CPU without bfloat16 instructions (AVX2 only) it runs float32, with a
+                RuntimeWarning; `self.precision` tells which runs.
                 A model the embedder loads itself then keeps its weight matrices in bfloat16 (half
                 the memory). Such a model, in either precision, is for inference only.
             token_cache: keep each token string's context-free vector across batches (True for up
@@ -83,8 +84,7 @@ class Embedder:
         """
         if precision not in PRECISIONS:
             raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        if precision == "bfloat16" and torch.device(device).type == "cpu" and not bfloat16_is_fast():
-            warnings.warn(SLOW_BFLOAT16_WARNING, RuntimeWarning, stacklevel=2)
+        precision = choose_precision(precision, torch.device(device).type)  # float32 on a CPU without bfloat16
         if not isinstance(model, ElmoBiLM):
             from .io import load_model
 
@@ -228,7 +228,7 @@ class Embedder:
             for indices, vectors in self._batches(tokenized, batch_size or self.batch_size, progress):
                 for index, vector in zip(indices, vectors):
                     chosen = select_layers(vector, layers)
-                    results[index] = _sentence_vector(chosen, layers) if output == "sentence" else chosen
+                    results[index] = sentence_vector(chosen, layers) if output == "sentence" else chosen
         if output == "sentence":
             dim = (self.model.config.n_output_layers, self.model.config.output_dim) if layers == "all" else (
                 self.model.config.output_dim,)
@@ -279,7 +279,7 @@ class Embedder:
         return len(lines)
 
 
-def _sentence_vector(chosen: np.ndarray, layers: Layers) -> np.ndarray:
+def sentence_vector(chosen: np.ndarray, layers: Layers) -> np.ndarray:
     """Mean over the token axis of `(L+1, n, 2P)` or `(n, 2P)`; zeros for an empty sentence."""
     token_axis = 1 if layers == "all" else 0
     if chosen.shape[token_axis] == 0:

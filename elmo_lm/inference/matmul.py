@@ -10,7 +10,8 @@ faster again at small batches (the per-step recurrent matmul). On Intel CPUs, `p
 weights MKL's packed layout instead, faster still there (see `pack`). The arithmetic is ordinary
 float32 (or bfloat16 with float32 accumulation): results differ from MKL's only by rounding.
 
-Where oneDNN is missing (another build, another device), everything falls back to `F.linear`.
+Where oneDNN is missing (another build, another device), everything falls back to `F.linear`; so
+do bfloat16 matmuls on a CPU without bfloat16 instructions (computed in float32, `cpu_features`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .cpu_features import is_intel
+from .cpu_features import bfloat16_runs, is_intel
 from .scratch import scratch
-
-_ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 
 ROW_QUANTUM = 64
 """Matmuls of more rows than this run on a multiple of it (zero rows added, their results dropped).
@@ -71,8 +70,18 @@ class MklPacked(NamedTuple):
     """A zero-stride `(N, K)` float32 stand-in: the kernel reads only its sizes and dtype."""
 
 
+def _onednn_takes(dtype: torch.dtype) -> bool:
+    """Whether oneDNN's matmuls take this dtype here: float32, and bfloat16 on a CPU with its instructions."""
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and bfloat16_runs())
+
+
 def _usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return ONEDNN and x.device.type == "cpu" and x.dtype in _ONEDNN_DTYPES and x.dtype == weight.dtype
+    return ONEDNN and x.device.type == "cpu" and x.dtype == weight.dtype and _onednn_takes(x.dtype)
+
+
+def _bfloat16_without_instructions(x: torch.Tensor) -> bool:
+    """A bfloat16 matmul on a CPU without bfloat16 instructions (computed in float32 instead)."""
+    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and not bfloat16_runs()
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked, bias: torch.Tensor | None = None,
@@ -98,11 +107,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked, bias: torch.Tensor
             padded[:M] = x
             return torch.ops.mkldnn._linear_pointwise(padded, weight, bias, "none", [], "")[:M]
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+    if _bfloat16_without_instructions(x):  # exact products of the bfloat16 values, float32 sums
+        return F.linear(x.float(), weight.float(), None if bias is None else bias.float()).to(x.dtype)
     return F.linear(x, weight, None if bias is None else bias.to(x.dtype))
 
 
-MKL_INTO_BUFFERS = is_intel()
-"""Whether `linear(..., into_buffer=True)` writes into the result buffer (see `writes_into_buffers`)."""
+MKL_INTO_BUFFERS: bool | None = None
+"""Whether `linear(..., into_buffer=True)` writes into the result buffer (see `writes_into_buffers`);
+None: on an Intel CPU (read on first use, not at import)."""
 
 RESULT_BUFFER = "linear result"
 """The scratch buffer `linear(..., into_buffer=True)` writes into: one for all such calls, so that
@@ -121,7 +133,8 @@ def writes_into_buffers(x: torch.Tensor, weight: torch.Tensor | MklPacked) -> bo
     original's `(384, 512) x (512, 16384)` 38 ms either way; whole passes: small +16%, original
     unchanged.
     """
-    return MKL_INTO_BUFFERS and x.dtype == torch.float32 and x.device.type == "cpu" \
+    into_buffers = is_intel() if MKL_INTO_BUFFERS is None else MKL_INTO_BUFFERS
+    return into_buffers and x.dtype == torch.float32 and x.device.type == "cpu" \
         and isinstance(weight, torch.Tensor) and weight.layout == torch.strided and weight.dtype == torch.float32
 
 
@@ -141,7 +154,7 @@ def pack(weight: torch.Tensor) -> torch.Tensor | MklPacked:
 
 def pack_onednn(weight: torch.Tensor) -> torch.Tensor:
     """oneDNN's blocked copy of a weight `(N, K)` (the weight itself where oneDNN is missing)."""
-    if not (ONEDNN and weight.device.type == "cpu" and weight.dtype in _ONEDNN_DTYPES):
+    if not (ONEDNN and weight.device.type == "cpu" and _onednn_takes(weight.dtype)):
         return weight
     return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous())
 

@@ -234,8 +234,9 @@ SMALL_TANH_ELEMENTS = 16384
 fixed cost (about 8 us each, the scalar arguments included) outweighs tanh's slower arithmetic
 there (a single long sentence steps with one row)."""
 
-TANH_VIA_SIGMOID = not is_intel()
-"""Whether `_tanh_` computes large tensors as `2 * sigmoid(2x) - 1`. On the AMD EPYC PyTorch's
+TANH_VIA_SIGMOID: bool | None = None
+"""Whether `_tanh_` computes large tensors as `2 * sigmoid(2x) - 1`; None: where the CPU is not
+Intel's (read on first use, not at import). On the AMD EPYC PyTorch's
 sigmoid ran about 4x faster than its tanh; on a Xeon tanh ran as fast as sigmoid and the four
 operations 1.7-3x slower than the one (`(32, 4096)` of the original model's gates: 24 against 42
 us), whole passes +12% (original) and +4% (small)."""
@@ -243,7 +244,8 @@ us), whole passes +12% (original) and +4% (small)."""
 
 def _via_sigmoid(x: torch.Tensor) -> bool:
     """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1`."""
-    return TANH_VIA_SIGMOID and x.numel() >= SMALL_TANH_ELEMENTS
+    via_sigmoid = not is_intel() if TANH_VIA_SIGMOID is None else TANH_VIA_SIGMOID
+    return via_sigmoid and x.numel() >= SMALL_TANH_ELEMENTS
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:
