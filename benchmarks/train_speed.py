@@ -69,7 +69,8 @@ def measure(name: str, steps: int, warmup: int, batch_size: int | None) -> tuple
         config = preset(name).replace(max_steps=steps, log_every=1, checkpoint_every=10**9, plot=False, epochs=None)
         if batch_size is not None:
             config = config.replace(batch_size=batch_size)
-        train(config, [str(p) for p in shards], vocab_file, Path(folder) / "run", quiet=True, log=lambda _: None)
+        train(config, [str(p) for p in shards], vocab_file, Path(folder) / "run", quiet=True, log=lambda _: None,
+              tune_allocator=True)  # as `elmo train`
         records = [json.loads(line) for line in (Path(folder) / "run" / "metrics.jsonl").read_text().splitlines()]
     speeds = [r["tokens_per_s"] for r in records if r["split"] == "train" and r["step"] > warmup]
     softmax = "sampled" if config.use_sampled_softmax(6451) else "full"

@@ -15,7 +15,8 @@ from torch import nn
 
 from .chars import batch_to_ids
 from .errors import ElmoError
-from .inference.cpu_features import choose_precision
+from .cpu_features import choose_precision
+from .inference import PRECISIONS, use_precision
 from .model import ElmoBiLM
 from .state import RowStates
 
@@ -117,7 +118,7 @@ class Elmo(nn.Module):
                 without bfloat16 instructions).
         """
         super().__init__()
-        if precision not in ("float32", "bfloat16"):
+        if precision not in PRECISIONS:
             raise ElmoError(f"precision must be 'float32' or 'bfloat16', not {precision!r}")
         if precision != "float32" and requires_grad:
             raise ElmoError("precision='bfloat16' is for a frozen language model: use requires_grad=False")
@@ -144,9 +145,9 @@ class Elmo(nn.Module):
         self._word_cache: torch.Tensor | None = None
         if vocab_to_cache is not None:
             # Row 0 of word_inputs is padding; the boundary vectors are appended after the words.
-            with torch.no_grad():
+            with torch.no_grad(), use_precision(self._precision):
                 ids = batch_to_ids([list(vocab_to_cache) + ["<S>", "</S>"]])[0]  # (V+2, 50)
-                self._word_cache = module.token_encoder(ids, self._precision).detach()  # (V+2, P)
+                self._word_cache = module.token_encoder(ids).detach()  # (V+2, P)
 
     def get_output_dim(self) -> int:
         """Width of each representation: 2P."""
@@ -177,7 +178,8 @@ class Elmo(nn.Module):
         else:
             batch = inputs.shape[0]
             initial = self._states.initial(model.lstm, batch, model.lstm.bias[0]) if self._states else None
-            output = model(inputs, state=initial, keep_boundaries=True, precision=self._precision)
+            with use_precision(self._precision):
+                output = model(inputs, state=initial, keep_boundaries=True)
             if self._states is not None:
                 self._states.update(output.state)
             layers, mask = output.layers, output.mask  # (B, L+1, T+2, 2P), (B, T+2)
@@ -203,7 +205,8 @@ class Elmo(nn.Module):
         tokens[torch.arange(B), lengths + 1] = cache[-1]
         wrapped_mask = torch.arange(T + 2)[None, :] < (lengths + 2)[:, None]  # (B, T+2)
         initial = self._states.initial(model.lstm, B, tokens) if self._states else None
-        output = model.contextualize(tokens, wrapped_mask, initial, keep_boundaries=True, precision=self._precision)
+        with use_precision(self._precision):
+            output = model.contextualize(tokens, wrapped_mask, initial, keep_boundaries=True)
         if self._states is not None:
             self._states.update(output.state)
         return output.layers, output.mask

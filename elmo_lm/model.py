@@ -12,44 +12,41 @@ so that the released weights load with no permutation and round-trip bit-exactly
 forget bias of TensorFlow's LSTMCell is added in `LstmpStack.step`, not stored.
 
 Two ways through the same model: the autograd path (training, or whenever a tensor involved
-requires grad) runs the plain per-step code; inference (nothing requires grad) runs the packed
-kernels of `elmo_lm.inference`, which compute the same function with less work and memory
-(`tests/test_speed_paths.py` checks that both agree), optionally with bfloat16 matmuls.
+requires grad) runs the plain per-step code here; inference (nothing requires grad) goes through
+one seam, `elmo_lm.inference`, whose packed kernels compute the same function with less work and
+memory (`tests/test_speed_paths.py` checks that both agree). The kernels never import this file:
+the types both sides use are in `bilm_types.py`. The matmul precision of the kernels (bfloat16 is
+an option) is chosen by the caller around a call (`inference.use_precision`), not passed here.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .chars import BOS_IDS, EOS_IDS, N_CHARS
+from . import inference  # the one seam to the fast kernels, taken whenever nothing needs gradients
+from .bilm_types import FORGET_BIAS, BiLMOutput, LstmState
 from .config import ModelConfig
-from .inference import contextualize_inference, encode_tokens_inference, needs_autograd, plan_runs, run_packed
 
-FORGET_BIAS = 1.0
-"""Added to the forget gate's pre-activation at every step (TensorFlow's LSTMCell default)."""
+__all__ = ["BiLMOutput", "ElmoBiLM", "FORGET_BIAS", "LstmState", "LstmpStack", "TokenEncoder"]
 
 ENCODER_CHUNK_BYTES = 16 * 2**20
 """Upper bound on the convolution activations the token encoder holds at once."""
 
 LSTM_CHUNK_BYTES = 64 * 2**20
-"""Upper bound on the precomputed input projection the LSTM holds at once (training)."""
-
-INFERENCE_LSTM_CHUNK_BYTES = 24 * 2**20
-"""The same bound for inference, where it is most of the working memory: one direction's gates at
-a time (256 rows of the original model's, or its layer-0 gates for up to 384 distinct tokens of
-a batch; 16 MB left the distinct-token shortcut unused in the bench's longer batches and ran
-about 8% slower on the original model, measured on 2 cores of a Xeon)."""
+"""Upper bound on the precomputed input projection the LSTM holds at once (training; inference has
+its own, `inference.packed_lstm.INFERENCE_LSTM_CHUNK_BYTES`)."""
 
 
 def _is_meta(device: torch.device | str | None) -> bool:
     return device is not None and torch.device(device).type == "meta"
 
 
-def _autograd_only(precision: str) -> None:
+def _autograd_only() -> None:
+    """Refuse the autograd path inside a bfloat16 `inference.use_precision` block."""
+    precision = inference.current_precision()
     if precision != "float32":
         raise ValueError(f"precision={precision!r} is for inference: run under torch.no_grad() or "
                          "torch.inference_mode() with parameters that do not require grad")
@@ -61,7 +58,7 @@ class TokenEncoder(nn.Module):
     def __init__(self, config: ModelConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.config = config
-        # Row 0 marks a padding token (all-zero char ids); rows 1..261 are raw ids 0..260.
+        # Row 0 marks a padding token (all-zero char ids); rows 1..N_RAW_CHARS are the raw ids 0..260.
         # On the meta device (a model to load weights into) nothing is initialised: nn.Embedding's
         # random init there would import torch._dynamo (74 MB of memory, a second of time).
         table = torch.empty(N_CHARS, config.char_embed_dim, device=device) if _is_meta(device) else None
@@ -77,14 +74,11 @@ class TokenEncoder(nn.Module):
         self.projection = nn.Linear(n_features, config.projection_dim, device=device)
         self.activation = torch.relu if config.activation == "relu" else torch.tanh
 
-    def forward(self, char_ids: torch.Tensor, precision: str = "float32") -> torch.Tensor:
-        """Token vectors `(N, P)` for character ids `(N, 50)`, computed in memory-bounded chunks.
-
-        `precision="bfloat16"` (inference only) runs the convolutions and matmuls in bfloat16.
-        """
-        if not needs_autograd(self):
-            return encode_tokens_inference(self, char_ids, precision, ENCODER_CHUNK_BYTES)
-        _autograd_only(precision)
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Token vectors `(N, P)` for character ids `(N, 50)`, computed in memory-bounded chunks."""
+        if not inference.needs_autograd(self):
+            return inference.encode_tokens(self, char_ids, ENCODER_CHUNK_BYTES)  # (N, P)
+        _autograd_only()
         largest_map = max(count * (50 - width + 1) for width, count in self.config.filters)
         chunk = max(1, ENCODER_CHUNK_BYTES // (4 * largest_map))
         if char_ids.shape[0] <= chunk:
@@ -100,15 +94,6 @@ class TokenEncoder(nn.Module):
             gate = torch.sigmoid(carry(x))  # (N, F)
             x = gate * torch.relu(transform(x)) + (1 - gate) * x  # (N, F)
         return self.projection(x)  # (N, P)
-
-
-class LstmState(NamedTuple):
-    """Recurrent state of every layer and direction."""
-
-    h: torch.Tensor
-    """(L, D, B, P): the projected output m (before any skip connection)."""
-    c: torch.Tensor
-    """(L, D, B, C): the cell."""
 
 
 class LstmpStack(nn.Module):
@@ -140,7 +125,7 @@ class LstmpStack(nn.Module):
         return LstmState(h, c)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, state: LstmState | None = None, precision: str = "float32"
+        self, x: torch.Tensor, mask: torch.Tensor, state: LstmState | None = None
     ) -> tuple[list[torch.Tensor], LstmState]:
         """Run every layer over the sequence.
 
@@ -148,17 +133,16 @@ class LstmpStack(nn.Module):
             x: `(D, B, T, P)` layer-0 input of each direction, already in reading order.
             mask: `(D, B, T)` bool, True at real positions; each row's real positions come first.
             state: initial state, zeros when None.
-            precision: "float32", or "bfloat16" matmuls (inference only).
 
         Returns:
             The output of each layer, `(D, B, T, P)` (skip connections included, values at masked
             positions unspecified), and the state after each row's last real position.
         """
-        if not needs_autograd(self, x, *(state or ())):
+        if not inference.needs_autograd(self, x, *(state or ())):
             lengths = mask.sum(dim=-1)  # (D, B)
             if torch.equal(mask, torch.arange(mask.shape[-1], device=mask.device) < lengths[..., None]):
-                return self._forward_packed(x, lengths, state, precision)
-        _autograd_only(precision)
+                return inference.run_lstm(self, x, lengths, state)
+        _autograd_only()
         batch = x.shape[1]
         if state is None:
             state = self.zero_state(batch, x)
@@ -175,26 +159,6 @@ class LstmpStack(nn.Module):
             final_c.append(c)
             layer_input = output
         return outputs, LstmState(torch.stack(final_h), torch.stack(final_c))
-
-    def _forward_packed(
-        self, x: torch.Tensor, lengths: torch.Tensor, state: LstmState | None, precision: str
-    ) -> tuple[list[torch.Tensor], LstmState]:
-        """`forward` without autograd, through the packed kernels of `elmo_lm.inference`."""
-        D, B, T, P = x.shape
-        L = self.config.n_layers
-        grid = x.new_zeros(B, L + 1, T, 2 * P)  # (B, L+1, T, 2P): layer 0 the input, then each output
-        grid[:, 0, :, :P] = x[0]
-        grid[:, 0, :, P:] = x[1]
-        flat = grid.view(-1, 2 * P)  # (B*(L+1)*T, 2P)
-        if torch.equal(lengths[0], lengths[1]):
-            plan = plan_runs(lengths[0], (L + 1) * T, (False, False))
-            final = run_packed(self, flat, plan, T, state, precision, INFERENCE_LSTM_CHUNK_BYTES)
-        else:  # each direction with its own lengths
-            finals = [run_packed(self, flat, plan_runs(lengths[d], (L + 1) * T, (False,)), T, state, precision,
-                                 INFERENCE_LSTM_CHUNK_BYTES, directions=(d,)) for d in range(D)]
-            final = LstmState(torch.cat([f.h for f in finals], dim=1), torch.cat([f.c for f in finals], dim=1))
-        outputs = [torch.stack([grid[:, layer, :, :P], grid[:, layer, :, P:]]) for layer in range(1, L + 1)]
-        return outputs, final  # each output (D, B, T, P)
 
     def _run_layer(
         self, layer: int, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor, c: torch.Tensor
@@ -231,7 +195,10 @@ class LstmpStack(nn.Module):
     def step(
         self, layer: int, gates_from_input: torch.Tensor, h: torch.Tensor, c: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One LSTMP step of one layer for both directions.
+        """One LSTMP step of one layer for both directions: the reference math.
+
+        The inference kernels compute the same step in place, one direction and the rows still
+        running at a time: `inference.packed_lstm._step` (equal by `tests/test_speed_paths.py`).
 
         Args:
             gates_from_input: `(D, B, 4C)`, `x_t @ W_x + b`.
@@ -246,18 +213,6 @@ class LstmpStack(nn.Module):
         if self.config.proj_clip:
             h = h.clamp(-self.config.proj_clip, self.config.proj_clip)
         return h, c
-
-
-class BiLMOutput(NamedTuple):
-    """What `ElmoBiLM.forward` returns."""
-
-    layers: torch.Tensor
-    """(B, L+1, T, 2P): layer 0 = [token ; token], layer j = [forward_j ; backward_j]; zero at padding."""
-    mask: torch.Tensor
-    """(B, T) bool: True at real tokens."""
-    state: LstmState | None
-    """State after each row's last position: forward after `</S>`, backward after `<S>`; None when
-    the caller passed `return_state=False`."""
 
 
 def add_sentence_boundaries(char_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,9 +269,7 @@ class ElmoBiLM(nn.Module):
         nn.init.normal_(self.softmax.weight, std=1.0 / self.config.projection_dim**0.5)
         nn.init.zeros_(self.softmax.bias)
 
-    def encode_tokens(
-        self, char_ids: torch.Tensor, mask: torch.Tensor | None = None, precision: str = "float32"
-    ) -> torch.Tensor:
+    def encode_tokens(self, char_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Token vectors `(..., P)` for character ids `(..., 50)`, each distinct token computed once.
 
         Positions where `mask` is False (padding) get zeros.
@@ -328,7 +281,7 @@ class ElmoBiLM(nn.Module):
         if flat.shape[0] == 0:
             return vectors
         distinct, which = torch.unique(flat, dim=0, return_inverse=True)  # (U, 50), (N,)
-        vectors[mask] = self.token_encoder(distinct, precision)[which]  # (N, P)
+        vectors[mask] = self.token_encoder(distinct)[which]  # (N, P)
         return vectors  # (..., P)
 
     def forward(
@@ -337,7 +290,6 @@ class ElmoBiLM(nn.Module):
         state: LstmState | None = None,
         keep_boundaries: bool = False,
         *,
-        precision: str = "float32",
         return_state: bool = True,
     ) -> BiLMOutput:
         """All L+1 output layers for a batch of sentences.
@@ -346,21 +298,19 @@ class ElmoBiLM(nn.Module):
             char_ids: `(B, T, 50)` from `batch_to_ids` (no boundaries; padding tokens all zero).
             state: initial LSTM state (zeros when None: every sentence starts fresh).
             keep_boundaries: keep the `<S>` and `</S>` positions in the output (T+2 positions).
-            precision: "float32" (exact), or "bfloat16" matmuls (inference only; about 3
-                significant digits).
             return_state: False lets inference skip work that only the final state needs.
         """
         mask = (char_ids > 0).any(dim=-1)  # (B, T)
         chars, wrapped_mask = add_sentence_boundaries(char_ids, mask)  # (B, T+2, 50), (B, T+2)
-        if needs_autograd(self, *(state or ())):
-            tokens = self.encode_tokens(chars, wrapped_mask, precision)  # (B, T+2, P)
+        if inference.needs_autograd(self, *(state or ())):
+            tokens = self.encode_tokens(chars, wrapped_mask)  # (B, T+2, P)
             return self.contextualize(tokens, wrapped_mask, state, keep_boundaries)
         distinct, which = torch.unique(chars[wrapped_mask], dim=0, return_inverse=True)  # (U, 50), (N,)
         index = torch.zeros(wrapped_mask.shape, dtype=torch.long, device=char_ids.device)  # (B, T+2)
         index[wrapped_mask] = which
-        vectors = self.token_encoder(distinct, precision)  # (U, P)
+        vectors = self.token_encoder(distinct)  # (U, P)
         return self.contextualize_indexed(vectors, index, wrapped_mask, state, keep_boundaries,
-                                          precision=precision, return_state=return_state)
+                                          return_state=return_state)
 
     def contextualize(
         self,
@@ -369,7 +319,6 @@ class ElmoBiLM(nn.Module):
         state: LstmState | None = None,
         keep_boundaries: bool = False,
         *,
-        precision: str = "float32",
         return_state: bool = True,
     ) -> BiLMOutput:
         """Run both language models over token vectors that already include the boundaries.
@@ -377,14 +326,14 @@ class ElmoBiLM(nn.Module):
         Args:
             tokens: `(B, T+2, P)` token vectors of `<S> w1 .. wn </S>`, zero-padded on the right.
             mask: `(B, T+2)` bool, True at the n+2 real positions of each row.
-            precision, return_state: as in `forward`.
+            return_state: as in `forward`.
         """
-        if not needs_autograd(self, tokens, *(state or ())):
+        if not inference.needs_autograd(self, tokens, *(state or ())):
             B, T2, P = tokens.shape
             index = torch.arange(B * T2, device=tokens.device).view(B, T2)  # (B, T+2)
             return self.contextualize_indexed(tokens.reshape(B * T2, P), index, mask, state, keep_boundaries,
-                                              precision=precision, return_state=return_state)
-        _autograd_only(precision)
+                                              return_state=return_state)
+        _autograd_only()
         lengths = mask.sum(dim=1)  # (B,)
         both = torch.stack([tokens, reverse_within_length(tokens, lengths)])  # (D, B, T+2, P)
         both_mask = mask.expand(2, *mask.shape)  # (D, B, T+2)
@@ -414,7 +363,6 @@ class ElmoBiLM(nn.Module):
         state: LstmState | None = None,
         keep_boundaries: bool = False,
         *,
-        precision: str = "float32",
         return_state: bool = True,
     ) -> BiLMOutput:
         """`contextualize` for token vectors given once each: `tokens = vectors[index]`.
@@ -425,8 +373,7 @@ class ElmoBiLM(nn.Module):
                 (any valid row at padding).
             mask: `(B, T+2)` bool, True at the n+2 real positions of each row.
         """
-        if needs_autograd(self, vectors, *(state or ())):
+        if inference.needs_autograd(self, vectors, *(state or ())):
             tokens = vectors[index] * mask[..., None]  # (B, T+2, P)
-            return self.contextualize(tokens, mask, state, keep_boundaries, precision=precision)
-        return contextualize_inference(self, vectors, index, mask, state, keep_boundaries, return_state, precision,
-                                       INFERENCE_LSTM_CHUNK_BYTES)
+            return self.contextualize(tokens, mask, state, keep_boundaries)
+        return inference.contextualize(self, vectors, index, mask, state, keep_boundaries, return_state)

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ALLENNLP
-from elmo_lm import Elmo, Embedder, batch_to_ids
+from elmo_lm import Elmo, Embedder, batch_to_ids, cpu_features
 from elmo_lm.bundled import bundled_model_path
 from elmo_lm.cli import main
-from elmo_lm.inference import cpu_features, matmul
-from elmo_lm.inference.cpu_features import bfloat16_is_fast_for, bfloat16_runs_for, parse_cpuinfo
+from elmo_lm.cpu_features import bfloat16_is_fast_for, bfloat16_runs_for, parse_cpuinfo
+from elmo_lm.inference import matmul, use_precision
 from elmo_lm.io import load_model
 
 XEON_NO_AMX = """processor\t: 0
@@ -69,7 +69,7 @@ def test_bfloat16_runs_with_avx512_bw_vl_dq_or_avx_ne_convert(flags, runs):
 
 def test_cpu_flags_are_read_on_first_use_not_at_import():
     code = ("import sys, elmo_lm, elmo_lm.cli, elmo_lm.inference.packed_lstm, elmo_lm.inference.matmul\n"
-            "from elmo_lm.inference import cpu_features\n"
+            "from elmo_lm import cpu_features\n"
             "assert cpu_features.this_cpu.cache_info().currsize == 0, 'read at import'\n"
             "cpu_features.bfloat16_runs()\n"
             "assert cpu_features.this_cpu.cache_info().currsize == 1\n")
@@ -159,13 +159,14 @@ def test_model_in_bfloat16_runs_on_an_avx2_cpu(monkeypatch, fixture_model):
     ids = batch_to_ids([["The", "bank", "of", "the", "river", "."]])
     with torch.inference_mode():
         exact = fixture_model(ids).layers
-        approximate = fixture_model(ids, precision="bfloat16").layers
+        with use_precision("bfloat16"):
+            approximate = fixture_model(ids).layers
     cosine = F.cosine_similarity(exact.flatten(0, -2), approximate.flatten(0, -2), dim=-1)
     assert approximate.dtype == torch.float32 and cosine.mean() > 0.99
 
 
 SIMULATED_CPU = """import sys
-from elmo_lm.inference import cpu_features
+from elmo_lm import cpu_features
 cpu_features.this_cpu = lambda: ("AuthenticAMD", frozenset({"avx", "avx2", "fma"}))
 from elmo_lm.cli import main
 sys.exit(main(sys.argv[1:]))

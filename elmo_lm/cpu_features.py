@@ -4,12 +4,8 @@ oneDNN's bfloat16 matmuls need AVX-512 (BW, VL and DQ) or AVX-NE-CONVERT; on oth
 EPYC with AVX2 only) PyTorch refuses them with a RuntimeError. There the embedder and `Elmo` run
 float32 instead, with one warning, and the kernels compute any bfloat16 matmul in float32.
 
-Measured with PyTorch 2.13's oneDNN and MKL on 2 cores each:
-
-- AMD EPYC (Zen 4, AVX-512 BF16): bfloat16 about 850 GFLOP/s against 430 in float32.
-- Intel Xeon with AVX-512 BF16 but no AMX exposed (a cloud VM): bfloat16 about 155 GFLOP/s against
-  320 in float32 at 2048^3, and slower than float32 at every shape of the model.
-
+On an AMD EPYC with AVX-512 BF16, bfloat16 matmuls ran about twice as fast as float32; on an
+Intel Xeon with AVX-512 BF16 but no AMX, at half float32's speed (`benchmarks/RESULTS-kernels.md`).
 So bfloat16 pays where the CPU has AMX tiles for it (Intel Sapphire Rapids and later) or AVX-512
 BF16 on AMD; elsewhere it saves memory but not time. The rule reads flags only, so it is the
 same on every run of a machine; where no flags can be read (not Linux), it answers True.

@@ -9,8 +9,8 @@ import torch
 
 import elmo_lm.model as model_module
 from elmo_lm import ElmoBiLM, Embedder, ModelConfig, batch_to_ids
-from elmo_lm.inference import matmul
-from elmo_lm.inference.cpu_features import bfloat16_runs
+from elmo_lm.cpu_features import bfloat16_runs
+from elmo_lm.inference import matmul, use_precision
 from elmo_lm.model import LstmState
 
 SENTENCES = [["The", "cat", "sat", "on", "the", "mat", "."], [], ["a"], ["Über", "漢字", "x" * 60, "the", "the"],
@@ -130,8 +130,8 @@ def test_bfloat16_is_close_to_float32():
 
 def test_bfloat16_refuses_autograd():
     model = _model()
-    with pytest.raises(ValueError, match="inference"):
-        model(batch_to_ids(SENTENCES), precision="bfloat16")
+    with pytest.raises(ValueError, match="inference"), use_precision("bfloat16"):
+        model(batch_to_ids(SENTENCES))
 
 
 def test_token_cache_on_and_off_agree():
@@ -207,7 +207,9 @@ def test_embedders_own_model_keeps_step_weights_only_packed_and_gives_the_same_v
         np.testing.assert_allclose(a, b, atol=1e-5)  # float32 rounding: other kernels for other layouts
     with pytest.raises(ValueError, match="only in torch.float32"):
         with torch.inference_mode():
-            owned.model.contextualize_indexed(*owned._token_vectors([["a", "b"]]), precision="bfloat16")
+            arguments = owned._token_vectors([["a", "b"]])
+            with use_precision("bfloat16"):
+                owned.model.contextualize_indexed(*arguments)
 
 
 def test_elmo_module_in_bfloat16_is_close_to_float32():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FIXTURES
+
 from elmo_lm.chars import token_to_ids
 from elmo_lm.corpus import expand_corpus, iter_sentences
 from elmo_lm.errors import ElmoError
