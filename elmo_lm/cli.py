@@ -361,21 +361,14 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
 @click.option("--tokenize", is_flag=True, help="Split the query and the lines with the built-in tokenizer.")
 def similar_command(query, input_file, model_dir, options_file, weight_file, k, layers, tokenize):
     """The sentences of --in closest in meaning to QUERY: cosine of mean-pooled ELMo vectors."""
+    from .bundled import open_model
     from .embed import Embedder
-    from .similarity import nearest, sentence_vectors
-    from .textfile import read_lines
+    from .similarity import similar_in_file
 
-    split = (lambda text: text) if tokenize else str.split
-    if not query.split():
-        raise ElmoError("QUERY is empty")
-    kept = [(number, line.strip()) for number, line in enumerate(read_lines(input_file), start=1) if line.strip()]
-    if not kept:
-        raise ElmoError(f"{input_file}: no sentences")
-    embedder = Embedder(_open_model(model_dir, options_file, weight_file))
-    vectors = sentence_vectors(embedder, [split(query)] + [split(line) for _, line in kept], layers)
-    for rank, match in enumerate(nearest(vectors[0], vectors[1:], k), start=1):
-        number, line = kept[match.index]
-        click.echo(f"{rank}. {match.score:.3f}  line {number}: {line}")
+    embedder = Embedder(open_model(model_dir, options_file, weight_file))
+    for rank, (number, line, score) in enumerate(similar_in_file(embedder, query, input_file, k, layers, tokenize),
+                                                 start=1):
+        click.echo(f"{rank}. {score:.3f}  line {number}: {line}")
 
 
 def _require_extra(module: str, extra: str, command: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,3 +55,19 @@ def nearest(query: np.ndarray, candidates: np.ndarray, k: int) -> list[Match]:
     scores = candidates @ query  # (N,)
     order = np.lexsort((np.arange(len(scores)), -scores))[:k]
     return [Match(int(i), float(scores[i])) for i in order]
+
+
+def similar_in_file(embedder: Embedder, query: str, path: str | Path, k: int = 5, layers: str = "average",
+                    tokenize: bool = False) -> list[tuple[int, str, float]]:
+    """The `k` non-empty lines of a file most similar to `query`, best first, as (1-based line number,
+    line, cosine). Text is split on whitespace, or by the built-in tokenizer with `tokenize`."""
+    from .textfile import read_lines
+
+    if not query.split():
+        raise ElmoError("the query is empty")
+    kept = [(number, line.strip()) for number, line in enumerate(read_lines(path), start=1) if line.strip()]
+    if not kept:
+        raise ElmoError(f"{path}: no sentences")
+    split = (lambda text: text) if tokenize else str.split
+    vectors = sentence_vectors(embedder, [split(query)] + [split(line) for _, line in kept], layers)
+    return [(*kept[match.index], match.score) for match in nearest(vectors[0], vectors[1:], k)]
