@@ -104,17 +104,35 @@ def dump_token_embeddings_command(vocab_file, output_file, model_dir, options_fi
 
 
 @cli.command("convert")
+@click.argument("paths", metavar="[SOURCE] [OUT]", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--from", "source_format", type=click.Choice(["elmoformanylangs"]),
+              help="SOURCE is another project's model folder: elmoformanylangs (an ELMoForManyLangs model).")
 @_model_options
 @click.option("--to", "target", type=click.Choice(["folder", "allennlp"]), required=True,
               help="folder: config.json + model.safetensors; allennlp: options.json + weights.hdf5.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (or OUT).")
 @click.option("--overwrite", is_flag=True, help="Replace files in --out.")
-def convert_command(model_dir, options_file, weight_file, target, out_dir, overwrite):
-    """Convert a model between the AllenNLP/bilm-tf files and this project's model folder."""
+def convert_command(paths, source_format, model_dir, options_file, weight_file, target, out_dir, overwrite):
+    """Convert a model between the AllenNLP/bilm-tf files and this project's model folder, or an
+    ELMoForManyLangs model into a model folder (`elmo convert --from elmoformanylangs DIR --to folder --out OUT`)."""
     from .bundled import open_model
     from .io.convert import convert_model
 
-    files = convert_model(open_model(model_dir, options_file, weight_file), target, out_dir, overwrite)
+    if len(paths) > 2 or (len(paths) == 2 and out_dir is not None):
+        raise ElmoError("give at most SOURCE and OUT (or --out)")
+    source, out_dir = (paths[0] if paths else None), out_dir or (paths[1] if len(paths) == 2 else None)
+    if out_dir is None:
+        raise ElmoError("name the output folder: --out DIR")
+    if source_format == "elmoformanylangs":
+        if source is None:
+            raise ElmoError("--from elmoformanylangs needs the model folder: elmo convert --from elmoformanylangs "
+                            "DIR --to folder --out OUT")
+        from .io.elmoformanylangs import load_elmoformanylangs
+
+        model = load_elmoformanylangs(source)
+    else:
+        model = open_model(model_dir or source, options_file, weight_file)
+    files = convert_model(model, target, out_dir, overwrite)
     click.echo(f"wrote {', '.join(str(path) for path in files)}", err=True)
 
 
@@ -321,8 +339,11 @@ def task_evaluate_command(head_dir, test_file, model_dir, options_file, weight_f
               help="Only this layer (repeatable; default: all, 0 = token encoder).")
 @click.option("--same-word", is_flag=True, help="Only occurrences of the same word: its senses across sentences.")
 @click.option("--tokenize", is_flag=True, help="Split the sentence and the reference lines with the built-in tokenizer.")
+@click.option("--export-projector", "projector_dir", type=click.Path(file_okay=False),
+              help="Also write TensorBoard projector files (tensors.tsv, metadata.tsv) of every reference token "
+                   "and the query word, at the first --layer (default: the top layer).")
 def neighbors_command(sentence, word, reference_file, model_dir, options_file, weight_file, k, layers, same_word,
-                      tokenize):
+                      tokenize, projector_dir):
     """Nearest tokens in context to WORD of SENTENCE, among the tokens of --reference, per layer.
 
     Cosine similarity of the contextual vectors. Layer 0 (the token encoder) ignores context;
@@ -347,6 +368,14 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
                        f"{neighbour.context()}")
     if not any(results):
         click.echo("no candidate tokens in the reference set" + (" (none is the same word)" if same_word else ""))
+    if projector_dir is not None:
+        from .projector import export_projector
+
+        layer = layers[0] if layers else report.index.n_layers - 1
+        rows = export_projector(report.index, projector_dir, layer, lines=report.line_numbers,
+                                query=(report.query_layers, tokens, position))
+        click.echo(f"wrote {rows} rows (layer {layer}) to {Path(projector_dir) / 'tensors.tsv'} and metadata.tsv",
+                   err=True)
 
 
 @cli.command("similar")
@@ -392,13 +421,17 @@ def _require_extra(module: str, extra: str, command: str) -> None:
 @click.option("--max-request-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True,
               help="Refuse (413) larger request bodies.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the model.")
+@click.option("--token-cache", is_flag=True,
+              help="Keep each word's context-free vector across requests (up to 50,000 words): the character CNN "
+                   "runs once per word for the server's life. Vectors then agree with `encode` to ~1e-6, not bit "
+                   "for bit.")
 @click.option("--reference", "reference_file", type=click.Path(dir_okay=False),
               help="Serve the exploration page at / over these sentences (one per line, tokens separated by "
                    "spaces; an optional TAB and label colours the plot).")
 @click.option("--head", "head_dir", type=click.Path(file_okay=False),
               help="A trained task head (elmo task train) whose layer weights the page shows.")
 def serve_command(model_dir, options_file, weight_file, host, port, max_batch_tokens, max_wait_ms,
-                  max_request_tokens, max_request_bytes, threads, reference_file, head_dir):
+                  max_request_tokens, max_request_bytes, threads, token_cache, reference_file, head_dir):
     """Serve the model over HTTP: POST /v1/embeddings (OpenAI-compatible sentence vectors), POST /embed
     (token vectors), GET /healthz, GET /info; with --reference, an exploration page at /. Concurrent
     requests are micro-batched; SIGTERM stops the service after answering the requests in flight."""
@@ -416,7 +449,7 @@ def serve_command(model_dir, options_file, weight_file, host, port, max_batch_to
     settings = ServeSettings(max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
                              max_request_tokens=max_request_tokens, max_request_bytes=max_request_bytes,
                              model_name=name)
-    embedder = Embedder(open_model(model_dir, options_file, weight_file))
+    embedder = Embedder(open_model(model_dir, options_file, weight_file), token_cache=token_cache)
     if head_dir is not None and reference_file is None:
         raise ElmoError("--head is shown on the exploration page: give --reference too")
     explorer = Explorer(embedder, reference_file, head_dir) if reference_file else None

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .allocator import release_free_memory, return_large_blocks
-from .bundled import open_model
+from .bundled import bundled_model_path, open_model
 from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids, tokens_to_ids
 from .cpu_features import choose_precision
 from .errors import ElmoError
@@ -90,7 +90,14 @@ class Embedder:
         if precision not in PRECISIONS:
             raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         precision = choose_precision(precision, torch.device(device).type)  # float32 on a CPU without bfloat16
+        self.source: ElmoBiLM | Path | tuple[Path, Path] = model if isinstance(model, ElmoBiLM) else (
+            (Path(options_file), Path(weight_file)) if options_file is not None and weight_file is not None else None)
+        """What the model was opened from: the model given, a model folder, or an options and a weight file."""
         if not isinstance(model, ElmoBiLM):
+            if model is None and options_file is None and weight_file is None:
+                model = bundled_model_path()
+            if model is not None:
+                self.source = Path(model)
             model = open_model(model, options_file, weight_file).to(device)
             keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies
             release_free_memory()  # the loading's temporaries
@@ -107,6 +114,28 @@ class Embedder:
         self._token_cache: TokenVectorCache | None = None
         if token_cache:
             self._token_cache = TokenVectorCache(DEFAULT_MAX_TOKENS if token_cache is True else int(token_cache))
+
+    @classmethod
+    def from_pretrained(cls, name: str | Path, *, revision: str | None = None, token: str | bool | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False, **kwargs) -> Embedder:
+        """An embedder for a model folder, or for a Hugging Face Hub repo ("org/name", downloaded to the
+        Hub cache; needs `pip install "elmo-lm[hub]"`). Other keyword arguments go to `Embedder`."""
+        from .integrations.hub import resolve
+
+        folder = resolve(name, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
+        return cls(folder, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload this embedder's model and a model card to the Hub repo `repo_id` (created if missing);
+        returns the commit URL. Keyword arguments as `elmo_lm.integrations.hub.push_to_hub`."""
+        from .integrations.hub import push_to_hub
+
+        source = self.source
+        if isinstance(source, tuple):
+            from .io import load_model
+
+            source = load_model(options_file=source[0], weight_file=source[1])
+        return push_to_hub(source, repo_id, **kwargs)
 
     def reset_states(self) -> None:
         """Stateful mode: start every row from zeros again."""
@@ -152,6 +181,9 @@ class Embedder:
 
     def _encode_strings(self, tokens: list[str]) -> torch.Tensor:
         """Context-free vectors `(len(tokens), P)` of token strings."""
+        encode_strings = getattr(self.model.token_encoder, "encode_strings", None)  # a vocabulary-based encoder
+        if encode_strings is not None:
+            return encode_strings(tokens, self.precision)
         char_ids = torch.from_numpy(tokens_to_ids(tokens)).to(self.device)  # (U, 50)
         with use_precision(self.precision):
             return self.model.token_encoder(char_ids)  # (U, P)

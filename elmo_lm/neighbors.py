@@ -168,6 +168,10 @@ class NeighborsReport:
     """1-based line of the reference file of each reference sentence (`Neighbor.sentence` indexes this)."""
     results: list[list[Neighbor]]
     """Per requested layer, the neighbours, best first."""
+    index: ContextIndex
+    """The embedded reference sentences (for `elmo_lm.projector`)."""
+    query_layers: np.ndarray
+    """`(L+1, n, 2P)`: the query sentence's layers."""
 
 
 def neighbors_in_file(embedder: Embedder, sentence: str, word: str, reference_file: str | Path, k: int = 5,
@@ -191,8 +195,10 @@ def neighbors_in_file(embedder: Embedder, sentence: str, word: str, reference_fi
     if not kept:
         raise ElmoError(f"{reference_file}: no reference sentences")
     index = ContextIndex(embedder, [reference for _, reference in kept])
-    results = index.query(tokens, position, k=k, layers=list(layers) if layers else None, same_word=same_word)
-    return NeighborsReport(tokens, position, [number for number, _ in kept], results)
+    query_layers = embedder.embed_sentence(tokens)  # (L+1, n, 2P)
+    results = index.nearest(query_layers, tokens, position, k=k, layers=list(layers) if layers else None,
+                            same_word=same_word)
+    return NeighborsReport(tokens, position, [number for number, _ in kept], results, index, query_layers)
 
 
 def _unit(layers: np.ndarray) -> np.ndarray:

@@ -21,6 +21,9 @@ def convert_model(model: ElmoBiLM, target: Literal["folder", "allennlp"], out_di
     Raises:
         ElmoError: one of the files exists already and not `overwrite`.
     """
+    if target == "allennlp" and getattr(model.token_encoder, "folder_options", None) is not None:
+        raise ElmoError("a model converted from ELMoForManyLangs has no AllenNLP form (its token encoder differs): "
+                        "use --to folder")
     out = Path(out_dir)
     files = [out / name for name in TARGET_FILES[target]]
     existing = [path for path in files if path.exists()]

@@ -41,6 +41,10 @@ def save_pretrained(
     config = {"model_type": "elmo", "format_version": FORMAT_VERSION, **model.config.to_options()}
     if model.softmax is not None:
         config["vocab_size"] = model.softmax.out_features
+    folder_options = getattr(model.token_encoder, "folder_options", None)  # another format's token encoder
+    if folder_options is not None:
+        config["token_encoder"] = folder_options()
+        model.token_encoder.save_vocabularies(folder)
     tensors = {key: value.detach().to("cpu", dtype).contiguous() for key, value in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS_NAME) as temporary:
         save_file(tensors, str(temporary), metadata={"format": "pt"})
@@ -64,6 +68,12 @@ def _load_folder(folder: Path) -> ElmoBiLM:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as error:
         raise ElmoError(f"{weights_path}: not a readable safetensors file ({error})") from None
+    if "token_encoder" in options:  # a converted model with another format's token encoder
+        from .elmoformanylangs import TYPE, load_converted
+
+        if not isinstance(options["token_encoder"], dict) or options["token_encoder"].get("type") != TYPE:
+            raise ElmoError(f"{config_path}: unknown token_encoder {options['token_encoder']!r}")
+        return load_converted(folder, options, state)
     return _model_from_state(config, state, str(weights_path))
 
 
