@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from .batching import DEFAULT_BATCH_TOKENS, MAX_BATCH_ROWS
 from .errors import ElmoError
 
 
@@ -47,14 +48,23 @@ def _model_options(command):
 @_model_options
 @click.option("--layers", type=click.Choice(["all", "top", "average"]), default="all", show_default=True,
               help="all: (L+1, n, 2P) per line; top / average: (n, 2P).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Sentences per batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Sentences per batch (alone: batches by sentence count; with --batch-tokens: at most this many).")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
+              help=f"Padded tokens per batch: fewer sentences where they are long (default {DEFAULT_BATCH_TOKENS:,} "
+                   "unless --batch-size is given; not with --stateful, which batches by --batch-size, default 64).")
 @click.option("--stateful", is_flag=True,
               help="Reference behaviour: batches in file order, each row carrying its LSTM state to the next batch.")
 @click.option("--tokenize", is_flag=True, help="Input is raw text: split each line with the built-in tokenizer.")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to run: cuda embeds on the GPU (see docs/GPU.md).")
+@click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16", "int8"]), default="float32",
+              show_default=True,
               help="bfloat16: matmuls in bfloat16 (cell state and clips in float32), up to twice as fast on "
                    "CPUs with AMX or AMD's AVX-512 BF16 (`elmo info` tells), no faster elsewhere; agrees with "
-                   "float32 to about 3 significant digits.")
+                   "float32 to about 3 significant digits. int8: int8 weights and matmuls (inputs quantised per "
+                   "call) on any x86 CPU, a quarter of the weights' memory; approximate (see the README). "
+                   "float16: GPUs only.")
 @click.option("--token-cache", is_flag=True,
               help="Keep each word's context-free vector across batches (up to 50,000 words): exact, faster on "
                    "real text.")
@@ -62,8 +72,8 @@ def _model_options(command):
               help="CPU threads (default: PyTorch's choice, one per core). Use 1 when other jobs share the cores.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def embed_command(input_file, output_file, model_dir, options_file, weight_file, layers, batch_size, stateful,
-                  tokenize, precision, token_cache, threads, overwrite, quiet):
+def embed_command(input_file, output_file, model_dir, options_file, weight_file, layers, batch_size, batch_tokens,
+                  stateful, tokenize, device, precision, token_cache, threads, overwrite, quiet):
     """Embed INPUT (UTF-8 text, one sentence per line) into OUTPUT (HDF5).
 
     OUTPUT gets one float32 dataset per input line, named by its 0-based line number ("0", "1",
@@ -79,12 +89,43 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
         raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
     if threads is not None:
         torch.set_num_threads(threads)
-    # The embedder opens the model itself, so it keeps the weights only as the kernels read them.
-    embedder = Embedder(model_dir, options_file=options_file, weight_file=weight_file, batch_size=batch_size,
-                        stateful=stateful, precision=precision, token_cache=token_cache, tune_allocator=True)
+    # The embedder opens the model itself, so it keeps the weights only as the kernels read them (and
+    # runs float32 where the CPU has no bfloat16 instructions: embedder.precision tells).
+    if stateful and batch_tokens is not None:
+        raise ElmoError("--batch-tokens needs stateless batches; with --stateful use --batch-size")
+    if batch_tokens is None and batch_size is None and not stateful:
+        batch_tokens = DEFAULT_BATCH_TOKENS
+    embedder = Embedder(model_dir, options_file=options_file, weight_file=weight_file,
+                        batch_size=batch_size or (MAX_BATCH_ROWS if batch_tokens else 64), batch_tokens=batch_tokens,
+                        stateful=stateful, device=device, precision=precision, token_cache=token_cache,
+                        tune_allocator=True)
     count = embedder.embed_file(input_file, output_file, layers=layers, overwrite=overwrite, tokenize=tokenize,
                                 show_progress_bar=not quiet)
     click.echo(f"wrote {count} lines to {output_file}", err=True)
+
+
+@cli.command("tune")
+@_model_options
+def tune_command(model_dir, options_file, weight_file):
+    """Measure the inference kernels' choices for a model's shapes on this CPU and keep them.
+
+    Times the per-step matmul paths (MKL packed, oneDNN packed, plain) and tanh (direct or via
+    sigmoid) at the model's step shapes, and stores the fastest in the user's cache folder
+    ($XDG_CACHE_HOME/elmo-lm/kernels.json) under this CPU's model, flags and torch version; later
+    runs on this kind of CPU use them.
+    """
+    from .bundled import open_model
+    from .inference import tuning
+
+    config = open_model(model_dir, options_file, weight_file).config
+    entry = tuning.tune([(config.lstm_dim, config.projection_dim)])
+    click.echo(f"{tuning.cpu_key()}")
+    for shape, choice in entry["packing"].items():
+        timings = ", ".join(f"{name} {seconds * 1e3:.3f} ms" for name, seconds in entry["seconds"][shape].items())
+        click.echo(f"packing {shape}: {choice} ({timings})")
+    for size, via in entry["tanh_via_sigmoid"].items():
+        click.echo(f"tanh of {int(size):,} values: {'via sigmoid' if via else 'direct'}")
+    click.echo(f"kept in {tuning.cache_file()}", err=True)
 
 
 @cli.command("dump-token-embeddings")
