@@ -248,10 +248,16 @@ def _static_options(command):
 
 
 def _echo_metrics(metrics, prefix: str = "") -> None:
-    for key in ("accuracy", "error_rate", "macro_f1", "tokens", "examples", "unknown_labels"):
+    for key in ("accuracy", "error_rate", "macro_f1", "span_precision", "span_recall", "span_f1", "tokens",
+                "examples", "gold_spans", "predicted_spans", "correct_spans", "unknown_labels"):
         if key in metrics:
             value, name = metrics[key], prefix + key
             click.echo(f"{name:<15} {value:.4f}" if isinstance(value, float) else f"{name:<15} {value}")
+    if metrics.get("per_type"):
+        click.echo(f"{prefix}{'type':<11} {'precision':>9} {'recall':>9} {'f1':>9} {'gold':>7} {'predicted':>9}")
+        for kind, values in metrics["per_type"].items():
+            click.echo(f"{prefix}{kind:<11} {values['precision']:9.4f} {values['recall']:9.4f} {values['f1']:9.4f} "
+                       f"{values['gold']:7d} {values['predicted']:9d}")
 
 
 @task_group.command("train")
@@ -265,6 +271,8 @@ def _echo_metrics(metrics, prefix: str = "") -> None:
 @click.option("--elmo", "elmo_input", type=click.Choice(["mix", "top", "average", "none"]), default="mix",
               show_default=True, help="ELMo input: learned scalar mix of all layers, top layer, average, or none.")
 @click.option("--layer-norm", is_flag=True, help="Layer-normalise each ELMo layer before mixing.")
+@click.option("--standardize/--no-standardize", default=True, show_default=True,
+              help="Shift and scale each ELMo dimension by its training-set mean and deviation.")
 @click.option("--mix-l2", type=click.FloatRange(min=0), default=0.001, show_default=True,
               help="L2 penalty coefficient on the mix weights.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True)
@@ -272,13 +280,22 @@ def _echo_metrics(metrics, prefix: str = "") -> None:
               help="BiLSTM over the token features, or none (default: lstm for tagger, none for classifier).")
 @click.option("--hidden", "hidden_dim", type=click.IntRange(min=1), default=128, show_default=True,
               help="BiLSTM size per direction and classifier MLP size.")
-@click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
-              help="Classifier: how token vectors become a sentence vector.")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--pooling", type=click.Choice(["mean", "max", "attention"]), default="mean", show_default=True,
+              help="Classifier: how token vectors become a sentence vector (attention: learned weights over tokens).")
+@click.option("--crf/--no-crf", default=None,
+              help="Tagger: CRF output with the tag scheme's transition constraints (default: on for BIO, IOB1 "
+                   "and BIOES tag sets, off for plain tags).")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Stop after this many epochs without a better dev accuracy.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=5e-3,
+              show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Stop after this many epochs without a better dev score (counted after --min-epochs).")
+@click.option("--min-epochs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Never stop before this many epochs.")
+@click.option("--metric", type=click.Choice(["auto", "span_f1", "accuracy", "macro_f1"]), default="auto",
+              show_default=True, help="Dev score that selects the epoch (auto: span_f1 for span tag sets, accuracy "
+                                      "for other tags, macro_f1 for imbalanced classes, else accuracy).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--tokenize", is_flag=True, help="Classification text is raw: split it with the built-in tokenizer.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
@@ -286,8 +303,9 @@ def _echo_metrics(metrics, prefix: str = "") -> None:
 @click.option("--overwrite", is_flag=True, help="Replace a head already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def task_train_command(task, train_file, out_dir, dev_file, model_dir, options_file, weight_file, static_file,
-                       static_vocab, elmo_input, layer_norm, mix_l2, dropout, encoder, hidden_dim, pooling, epochs,
-                       batch_size, learning_rate, patience, seed, tokenize, cache_dir, overwrite, quiet):
+                       static_vocab, elmo_input, layer_norm, standardize, mix_l2, dropout, encoder, hidden_dim, pooling, crf, epochs,
+                       batch_size, learning_rate, patience, min_epochs, metric, seed, tokenize, cache_dir, overwrite,
+                       quiet):
     """Train a TASK head (tagger or classifier) on TRAIN and save it to --out.
 
     The language model stays frozen: its layers are computed once per sentence, then only the
@@ -301,16 +319,18 @@ def task_train_command(task, train_file, out_dir, dev_file, model_dir, options_f
     if elmo_input == "none" and static_file is None:
         raise ElmoError("--elmo none needs --static vectors")
     head_options = {"elmo": elmo_input, "do_layer_norm": layer_norm, "mix_l2": mix_l2, "dropout": dropout,
+                    "standardize": standardize and elmo_input != "none",
                     "encoder": encoder or ("lstm" if task == "tagger" else "none"), "hidden_dim": hidden_dim,
-                    "pooling": pooling}
+                    "pooling": pooling, "crf": crf}
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
-                             seed=seed)
+                             min_epochs=min_epochs, metric=metric, seed=seed)
     log = None if quiet else (lambda line: click.echo(line, err=True))
     metrics = train_task(task, train_file, out_dir, dev_file=dev_file,
                          model=ModelSource(model_dir, options_file, weight_file),
                          static=_static_source(static_file, static_vocab), head_options=head_options,
                          settings=settings, tokenize=tokenize, cache_dir=cache_dir, log=log)
-    click.echo(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}")
+    click.echo(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']} (selected on dev "
+               f"{metrics['selection_metric']})")
     if "dev" in metrics:
         _echo_metrics(metrics["dev"], prefix="dev ")
     if metrics["layer_weights"] is not None:
@@ -397,6 +417,28 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
                                 query=(report.query_layers, tokens, position))
         click.echo(f"wrote {rows} rows (layer {layer}) to {Path(projector_dir) / 'tensors.tsv'} and metadata.tsv",
                    err=True)
+
+
+@cli.command("similar")
+@click.argument("query")
+@click.option("--in", "input_file", type=click.Path(dir_okay=False), required=True,
+              help="Candidate sentences, one per line.")
+@_model_options
+@click.option("--top", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Sentences to show.")
+@click.option("--layers", type=click.Choice(["average", "top", "all"]), default="average", show_default=True,
+              help="Pooling: mean over the tokens of the average of all layers, of the top layer, or of each "
+                   "layer (concatenated).")
+@click.option("--tokenize", is_flag=True, help="Split the query and the lines with the built-in tokenizer.")
+def similar_command(query, input_file, model_dir, options_file, weight_file, k, layers, tokenize):
+    """The sentences of --in closest in meaning to QUERY: cosine of mean-pooled ELMo vectors."""
+    from .bundled import open_model
+    from .embed import Embedder
+    from .similarity import similar_in_file
+
+    embedder = Embedder(open_model(model_dir, options_file, weight_file))
+    for rank, (number, line, score) in enumerate(similar_in_file(embedder, query, input_file, k, layers, tokenize),
+                                                 start=1):
+        click.echo(f"{rank}. {score:.3f}  line {number}: {line}")
 
 
 def _require_extra(module: str, extra: str, command: str) -> None:

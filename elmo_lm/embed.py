@@ -296,6 +296,14 @@ class Embedder:
             return np.stack(results) if results else np.zeros((0, *dim), np.float32)
         return results  # type: ignore[return-value]
 
+    def similarity(self, a: Sentence, b: Sentence, layers: Layers = "average") -> float:
+        """Cosine similarity of two sentences (token lists, or strings split by the built-in
+        tokenizer), each pooled as the mean of its token vectors over `layers`: "average" of all
+        layers (default), "top", or "all" (the per-layer means concatenated). See `elmo_lm.similarity`."""
+        from .similarity import similarity
+
+        return similarity(self, a, b, layers)
+
     def embed_file(
         self,
         input_file: str | Path,
