@@ -13,6 +13,7 @@ the embedder's life, `token_cache`), and the model's inference kernels (`elmo_lm
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -24,11 +25,13 @@ from tqdm.auto import tqdm
 
 from .allocator import release_free_memory, return_large_blocks
 from .arguments import boolean, one_of, positive_int
+from .batching import split_batches
 from .bundled import bundled_model_path, open_model
 from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids, tokens_to_ids
 from .cpu_features import choose_precision
 from .errors import ElmoError
-from .inference import PRECISIONS, keep_weights_in, use_precision
+from .inference import PRECISIONS, int8, keep_weights_in, use_precision
+from .inference.int8_model import QuantizingLoad, keep_in_int8
 from .io.hdf5_output import atomic_hdf5
 from .io.output_path import check_output_file
 from .model import ElmoBiLM
@@ -75,6 +78,7 @@ class Embedder:
         options_file: str | Path | None = None,
         weight_file: str | Path | None = None,
         batch_size: int = 64,
+        batch_tokens: int | None = None,
         stateful: bool = False,
         device: str | torch.device = "cpu",
         precision: str = "float32",
@@ -84,19 +88,27 @@ class Embedder:
         """Args:
             model: a loaded `ElmoBiLM`, a model folder, or None for the bundled model.
             options_file, weight_file: an AllenNLP/bilm-tf model given as its two files.
-            batch_size: sentences per batch.
+            batch_size: sentences per batch (at most, with `batch_tokens`).
+            batch_tokens: stateless only: fewer sentences per batch where they are long, so that a
+                batch holds at most this many padded tokens (rows x longest, `<S>`/`</S>` included).
+                Batches of similar work, large enough to amortise reading the weights at every
+                step; `benchmarks/batch_size.py` measures tokens/s against both.
             stateful: carry LSTM state per batch row between batches (the reference behaviour).
-            device: where the model runs.
-            precision: "float32" (exact) or "bfloat16" (bfloat16 matmuls, float32 cell state and
+            device: where the model runs ("cpu", or "cuda": the CPU-only kernels are then
+                bypassed; docs/GPU.md).
+            precision: "float32" (exact), "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: up to twice as fast on CPUs with AMX or AMD's AVX-512 BF16, no faster
-                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999).
-                On a CPU without bfloat16 instructions (AVX2 only) it runs float32, with a
-                RuntimeWarning; `self.precision` tells which runs.
-                A model the embedder loads itself then keeps its weight matrices in bfloat16 (half
-                the memory). Such a model, in either precision, is for inference only.
+                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999;
+                on a CPU without bfloat16 instructions (AVX2 only) it runs float32, with a
+                RuntimeWarning; `self.precision` tells which runs), "int8" (CPU only: int8 weights
+                per output channel, inputs quantised per matmul, float32 cell state and clips; see
+                the README for its speed and accuracy), or "float16" (meant for GPUs: float16
+                matmuls, float32 cell state and clips). A model the embedder loads itself then
+                keeps its weight matrices in bfloat16 (half the memory) or int8 (a quarter). Such
+                a model, in any precision, is for inference only.
             token_cache: keep each token string's context-free vector across batches (True for up
                 to 50,000 tokens, or the number to keep); exact, it saves the character CNN.
-            tune_allocator: in float32, fix glibc's mmap and trim thresholds for this whole process
+            tune_allocator: in float32 and int8, fix glibc's mmap and trim thresholds for this whole process
                 (`allocator.return_large_blocks`: about 40 MB less peak memory for the small model,
                 same speed). Off by default, as it changes the host process; `elmo embed` turns it on.
         """
@@ -107,7 +119,17 @@ class Embedder:
         if not isinstance(token_cache, bool):
             token_cache = positive_int(token_cache, "token_cache")
         device = _device(device)
-        precision = choose_precision(precision, device.type)  # float32 on a CPU without bfloat16
+        precision = choose_precision(precision, torch.device(device).type)  # float32 on a CPU without bfloat16
+        if precision == "float16" and torch.device(device).type == "cpu":
+            warnings.warn("precision='float16' is meant for GPUs: CPUs run its matmuls slowly (bfloat16 or int8 "
+                          "are the CPU's approximate precisions)", RuntimeWarning, stacklevel=2)
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ElmoError("device='cuda': no GPU is available to PyTorch here")
+        if precision == "int8" and not (int8.AVAILABLE and torch.device(device).type == "cpu"):
+            raise ElmoError("precision='int8' runs on the CPU through PyTorch's quantised engines (fbgemm or "
+                            "oneDNN), which this PyTorch build or device lacks; use float32 or bfloat16")
+        if tune_allocator and precision == "int8":
+            return_large_blocks()  # before loading too: its freed temporaries then go back (peak 665 -> 563 MB)
         self.source: ElmoBiLM | Path | tuple[Path, Path] = model if isinstance(model, ElmoBiLM) else (
             (Path(options_file), Path(weight_file)) if options_file is not None and weight_file is not None else None)
         """What the model was opened from: the model given, a model folder, or an options and a weight file."""
@@ -116,16 +138,22 @@ class Embedder:
                 model = bundled_model_path()
             if model is not None:
                 self.source = Path(model)
-            model = open_model(model, options_file, weight_file).to(device)
-            keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies
+            if precision == "int8":  # quantised as read: the float32 model never exists whole
+                load = QuantizingLoad()
+                model = open_model(model, options_file, weight_file, take=load)
+                keep_in_int8(model, load)
+            else:
+                model = open_model(model, options_file, weight_file).to(device)
+                keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them
             release_free_memory()  # the loading's temporaries
-        if tune_allocator and precision == "float32":
+        if tune_allocator and precision in ("float32", "int8"):
             return_large_blocks()  # bounds the freed memory glibc keeps (see elmo_lm.allocator)
         if model.lstm.bias[0].device != device:
             model = model.to(device)
         self.model = model.eval()
         self.device = device
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.stateful = stateful
         self.precision = precision
         self._states = RowStates()
@@ -243,8 +271,8 @@ class Embedder:
         order = list(range(len(tokenized)))
         if not self.stateful:
             order.sort(key=lambda i: -len(tokenized[i]))
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
+        for indices in split_batches(order, [len(t) for t in tokenized], batch_size,
+                              None if self.stateful else self.batch_tokens):
             vectors = self.embed_batch([tokenized[i] for i in indices])
             if progress is not None:
                 progress.update(sum(len(tokenized[i]) for i in indices))
@@ -291,6 +319,14 @@ class Embedder:
                 self.model.config.output_dim,)
             return np.stack(results) if results else np.zeros((0, *dim), np.float32)
         return results  # type: ignore[return-value]
+
+    def similarity(self, a: Sentence, b: Sentence, layers: Layers = "average") -> float:
+        """Cosine similarity of two sentences (token lists, or strings split by the built-in
+        tokenizer), each pooled as the mean of its token vectors over `layers`: "average" of all
+        layers (default), "top", or "all" (the per-layer means concatenated). See `elmo_lm.similarity`."""
+        from .similarity import similarity
+
+        return similarity(self, a, b, layers)
 
     def embed_file(
         self,

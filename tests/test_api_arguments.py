@@ -24,7 +24,7 @@ def embedder():
     ({"batch_size": 2.5}, "batch_size must be a positive integer, not 2.5"),
     ({"batch_size": True}, "batch_size must be a positive integer, not True"),
     ({"stateful": "yes"}, "stateful must be True or False"),
-    ({"precision": "float16"}, "precision must be one of 'float32', 'bfloat16', not 'float16'"),
+    ({"precision": "half"}, "precision must be one of 'float32', .*, not 'half'"),
     ({"token_cache": -5}, "token_cache must be a positive integer"),
     ({"device": "gpu7"}, "device must be a torch device"),
 ])
@@ -75,7 +75,7 @@ def test_embed_file_refuses_bad_arguments_and_writes_nothing(embedder, tmp_path,
     ({"dropout": 1.5}, "dropout must be a number in \\[0, 1\\), not 1.5"),
     ({"dropout": "0.1"}, "dropout must be a number in \\[0, 1\\), not '0.1'"),
     ({"requires_grad": "no"}, "requires_grad must be True or False"),
-    ({"precision": "half"}, "precision must be one of 'float32', 'bfloat16', not 'half'"),
+    ({"precision": "half"}, "precision must be one of 'float32', .*, not 'half'"),
     ({"vocab_to_cache": "words"}, "vocab_to_cache must be a list of word strings"),
 ])
 def test_elmo_refuses_bad_arguments(changes, message):
@@ -99,7 +99,6 @@ def test_task_settings_refuse_bad_values(changes, message):
     ({"task": "parser"}, "task must be one of 'tagger', 'classifier', not 'parser'"),
     ({"head_options": {"dropout": 2}}, "dropout must be a number in \\[0, 1\\), not 2"),
     ({"head_options": {"hidden_dim": 0}}, "hidden_dim must be a positive integer, not 0"),
-    ({"head_options": {"layers": 3}}, "unknown head option 'layers'"),
     ({"tokenize": 1}, "tokenize must be True or False"),
 ])
 def test_train_task_refuses_bad_arguments_before_reading_anything(tmp_path, kwargs, message):

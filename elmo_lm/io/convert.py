@@ -1,4 +1,5 @@
-"""`elmo convert`: write a model in the other format (this project's folder, or the AllenNLP/bilm-tf files)."""
+"""`elmo convert`: write a model in the other format (this project's folder, or the AllenNLP/bilm-tf files),
+or an ELMoForManyLangs model as a model folder."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Literal
 
 from ..model import ElmoBiLM
 from .allennlp import save_allennlp_weights
+from .elmoformanylangs import load_elmoformanylangs
 from .folder import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
 from .output_path import check_output_file
 
@@ -34,3 +36,10 @@ def convert_model(model: ElmoBiLM, target: Literal["folder", "allennlp"], out_di
     else:
         save_allennlp_weights(model.config, model.state_dict(), files[0], files[1])
     return files
+
+
+def convert_elmoformanylangs(source: str | Path, out: str | Path) -> Path:
+    """Convert an ELMoForManyLangs model folder into an elmo-lm model folder; returns `out`."""
+    source, out = Path(source), Path(out)
+    save_pretrained(load_elmoformanylangs(source), out)
+    return out

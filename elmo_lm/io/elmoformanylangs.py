@@ -151,16 +151,6 @@ def _token_of(ids: list[int]) -> str:
     return bytes(b for b in payload if 0 <= b < 256).decode("utf-8", errors="ignore")
 
 
-def convert(source: str | Path, out: str | Path) -> Path:
-    """Convert an ELMoForManyLangs model folder into an elmo-lm model folder; returns `out`."""
-    source, out = Path(source), Path(out)
-    model = load_elmoformanylangs(source)
-    from .folder import save_pretrained
-
-    save_pretrained(model, out)
-    return out
-
-
 def _their_config(folder: Path) -> dict[str, Any]:
     """Their model config: `config.json` names it by `config_path` (relative, or only its file name)."""
     top = _read_json(folder / "config.json")

@@ -77,7 +77,7 @@ def test_a_folder_that_is_not_theirs_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "elmo_lm", "convert", "--from", "elmoformanylangs", str(tmp_path),
                            "--to", "folder", "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert done.returncode == 2 and "config_path" in done.stderr and "Traceback" not in done.stderr
-    from elmo_lm.io.elmoformanylangs import convert
+    from elmo_lm.io.convert import convert_elmoformanylangs as convert
 
     with pytest.raises(ElmoError, match="not found"):
         convert(tmp_path / "absent", tmp_path / "out")
