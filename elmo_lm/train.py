@@ -44,7 +44,7 @@ from .evaluate import LossTotals, stateful_totals
 from .metrics import MetricsLog, perplexity_record, plot_learning_curves
 from .model import ElmoBiLM, LstmState
 from .objective import LMObjective
-from .softmax import LogUniformSampler
+from .softmax import LogUniformSampler, zipf_log_prior
 from .train_config import TrainConfig
 from .vocab import Vocabulary
 
@@ -52,6 +52,8 @@ RUN_FILE = "run.json"
 VOCAB_NAME = "vocab.txt"
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "learning_curves.png"
+TRAIN_FULL_BATCHES = 10
+"""Batches of the training corpus evaluated with the full softmax at each validation point."""
 
 
 def make_optimizer(parameters: Any, config: TrainConfig) -> torch.optim.Optimizer:
@@ -262,20 +264,25 @@ def _train(
         config = config.replace(model=model.config)
     else:
         model = ElmoBiLM(config.model, vocab_size=len(vocab))
+        assert model.softmax is not None
+        with torch.no_grad():
+            model.softmax.bias.copy_(zipf_log_prior(len(vocab)))  # (V,) each word near its log frequency
     model.to(dist.device).train()
     V = len(vocab)
     sampler = LogUniformSampler(V) if config.use_sampled_softmax(V) else None
     if sampler is not None and config.n_negative_samples >= V:
         raise ElmoError(f"n_negative_samples ({config.n_negative_samples}) must be smaller than the vocabulary ({V}); "
                         "use the full softmax (softmax: full) for a vocabulary this small")
-    objective = LMObjective(model, dropout=config.dropout, sampler=sampler)
+    matmul_dtype = config.matmul_dtype(dist.device.type)
+    objective = LMObjective(model, dropout=config.dropout, sampler=sampler, matmul_dtype=matmul_dtype)
     optimizer = make_optimizer(model.parameters(), config)
     sampler_rng = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed + 1 + dist.rank)  # dropout: different masks on each process
     n_parameters = sum(p.numel() for p in model.parameters())
     console.log(f"model: {n_parameters:,} parameters; softmax: "
                 + (f"sampled, {config.n_negative_samples:,} negatives" if sampler else "full")
-                + f"; optimizer: {config.optimizer}, lr {config.lr:g}; {dist.world_size} process(es) on {dist.device}")
+                + f"; optimizer: {config.optimizer}, lr {config.lr:g}; matmuls in {str(matmul_dtype).removeprefix('torch.')}"
+                + f"; {dist.world_size} process(es) on {dist.device}")
 
     progress = Progress()
     state: LstmState | None = None
@@ -335,6 +342,13 @@ def _train(
             metrics.write(record)
         console.log(f"step {progress.step:,}: validation perplexity {record['ppl']:,.2f} "
                     f"(forward {record['forward_ppl']:,.2f}, backward {record['backward_ppl']:,.2f})")
+        # The training perplexity under the full softmax, on the first batches of the training data.
+        totals = stateful_totals(model, train_files, vocab, config.batch_size, config.unroll_steps, config.tokenize,
+                                 min(config.valid_max_batches or TRAIN_FULL_BATCHES, TRAIN_FULL_BATCHES), dist.rank,
+                                 dist.world_size)
+        summed = LossTotals.from_tensor(dist.all_reduce_sum(totals.as_tensor().to(dist.device)).cpu())
+        if dist.is_main:
+            metrics.write({"split": "train_full", "step": progress.step, **summed.record()})
 
     def checkpoint() -> None:
         process = {"torch_rng": torch.get_rng_state(),
