@@ -7,7 +7,7 @@ import statistics
 import time
 from pathlib import Path
 
-from elmo_lm.data import LMBatches
+from elmo_lm.training.data import LMBatches
 from elmo_lm.vocab import build_vocabulary
 
 SHARDS = sorted((Path(__file__).resolve().parents[2] / "shared/fixtures/allennlp/corpus").glob("shard*"))

@@ -1,7 +1,7 @@
 """The matmul floor of an embedding pass: how fast the bench could go if only its matmuls took time.
 
 Runs one pass of `Embedder.encode` over the bench sentences (file order, batch 32) with
-every call of `elmo_lm.inference.onednn.linear` recorded (rows, inner and output sizes, bias).
+every call of `elmo_lm.inference.matmul.linear` recorded (rows, inner and output sizes, bias).
 Then it times each distinct matmul shape alone, in a loop with its weight warm in cache, through
 every CPU path PyTorch has here (oneDNN on the plain weight and on its packed copy, MKL's packed
 matmul, `torch.addmm`, which is MKL) and keeps the fastest. The sum over the pass of those fastest
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from elmo_lm.inference import char_cnn, onednn, packed_lstm
+from elmo_lm.inference import char_cnn, matmul, packed_lstm
 
 BENCH = Path(__file__).resolve().parents[2] / "shared/bench/bench_sentences.json"
 
@@ -40,11 +40,11 @@ Shape = tuple[int, int, int, bool, str]
 def record_matmuls(embedder, sentences: list[list[str]]) -> Counter[Shape]:
     """Every `linear` call of one pass, counted by shape."""
     calls: Counter[Shape] = Counter()
-    real = onednn.linear
+    real = matmul.linear
 
     def recording(module_name: str):
         def linear(x, weight, bias=None, into_buffer=False):
-            N, K = weight.shape.shape if isinstance(weight, onednn.MklPacked) else weight.shape
+            N, K = weight.shape.shape if isinstance(weight, matmul.MklPacked) else weight.shape
             kind = "CNN + highway" if module_name == "char_cnn" else ("LSTM steps" if bias is None else "LSTM input")
             calls[(x.shape[0], K, N, bias is not None, kind)] += 1
             return real(x, weight, bias, into_buffer)
@@ -82,13 +82,13 @@ def fastest_seconds(M: int, K: int, N: int, has_bias: bool, dtype: torch.dtype =
     x, weight = torch.randn(M, K, dtype=dtype), torch.randn(N, K, dtype=dtype)  # (M, K), (N, K)
     bias = torch.randn(N) if has_bias else None  # (N,), float32 as the library passes it
     paths = {"torch.addmm": (lambda: torch.addmm(bias.to(dtype), x, weight.t())) if has_bias else (lambda: x @ weight.t())}
-    if onednn.ONEDNN:
-        packed = onednn.pack_onednn(weight)
+    if matmul.ONEDNN:
+        packed = matmul.pack_onednn(weight)
         paths["oneDNN"] = lambda: torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
         paths["oneDNN packed"] = lambda: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
-    if onednn.MKL_PACKED and dtype == torch.float32:
-        mkl = onednn.pack_mkl(weight)
-        paths["MKL packed"] = lambda: onednn.linear(x, mkl, bias)
+    if matmul.MKL_PACKED and dtype == torch.float32:
+        mkl = matmul.pack_mkl(weight)
+        paths["MKL packed"] = lambda: matmul.linear(x, mkl, bias)
     timed = {name: _seconds(run) for name, run in paths.items()}
     best = min(timed, key=timed.get)
     return timed[best], best

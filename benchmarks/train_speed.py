@@ -43,10 +43,15 @@ def child(args: argparse.Namespace) -> None:
     import torch.nn.functional as F
 
     from elmo_lm.config import PRESET_SHAPES, ModelConfig
-    from elmo_lm.data import IGNORE_INDEX, LMBatches
     from elmo_lm.model import ElmoBiLM
-    from elmo_lm.softmax import LogUniformSampler, sampled_softmax_nll
     from elmo_lm.vocab import Vocabulary, build_vocabulary
+
+    try:
+        from elmo_lm.training.data import IGNORE_INDEX, LMBatches
+        from elmo_lm.training.softmax import LogUniformSampler, sampled_softmax_nll
+    except ImportError:  # a baseline tree from before elmo_lm/training/
+        from elmo_lm.data import IGNORE_INDEX, LMBatches  # type: ignore[no-redef]
+        from elmo_lm.softmax import LogUniformSampler, sampled_softmax_nll  # type: ignore[no-redef]
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -133,7 +138,7 @@ def model_flops(shape: str, tokens: int, distinct: int, negatives: int) -> float
 
 def distinct_tokens(corpus: str, batch_size: int) -> int:
     """Distinct tokens in a typical batch (the first one of the corpus's stream), counted for the FLOPs."""
-    from elmo_lm.data import LMBatches
+    from elmo_lm.training.data import LMBatches
     from elmo_lm.vocab import build_vocabulary
 
     batch = next(iter(LMBatches(corpus, build_vocabulary([corpus]), batch_size, 20, shuffle=True, seed=0)))

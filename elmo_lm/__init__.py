@@ -5,7 +5,7 @@ from .config import ModelConfig
 from .embed import Embedder
 from .errors import ElmoError
 from .io import load_model, save_pretrained
-from .mix import Elmo, ScalarMix
+from .elmo import Elmo, ScalarMix
 from .model import ElmoBiLM
 
 __all__ = ["batch_to_ids", "Elmo", "ElmoBiLM", "ElmoError", "Embedder", "ModelConfig", "ScalarMix", "load_model",

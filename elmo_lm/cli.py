@@ -389,12 +389,122 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
         click.echo("no candidate tokens in the reference set" + (" (none is the same word)" if same_word else ""))
 
 
+def _require_extra(module: str, extra: str, command: str) -> None:
+    """`ElmoError` naming the extra to install when `module` is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ElmoError(f"{command} needs {module}: pip install 'elmo-lm[{extra}]'")
+
+
+@cli.command("serve")
+@_model_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
+@click.option("--max-batch-tokens", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Flush a micro-batch once the waiting requests hold this many tokens.")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="... or this long after its first request arrived.")
+@click.option("--max-request-tokens", type=click.IntRange(min=1), default=8192, show_default=True,
+              help="Refuse (413) requests with more tokens.")
+@click.option("--max-request-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True,
+              help="Refuse (413) larger request bodies.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the model.")
+@click.option("--reference", "reference_file", type=click.Path(dir_okay=False),
+              help="Serve the exploration page at / over these sentences (one per line, tokens separated by "
+                   "spaces; an optional TAB and label colours the plot).")
+@click.option("--head", "head_dir", type=click.Path(file_okay=False),
+              help="A trained task head (elmo task train) whose layer weights the page shows.")
+def serve_command(model_dir, options_file, weight_file, host, port, max_batch_tokens, max_wait_ms,
+                  max_request_tokens, max_request_bytes, threads, reference_file, head_dir):
+    """Serve the model over HTTP: POST /v1/embeddings (OpenAI-compatible sentence vectors), POST /embed
+    (token vectors), GET /healthz, GET /info; with --reference, an exploration page at /. Concurrent
+    requests are micro-batched; SIGTERM stops the service after answering the requests in flight."""
+    _require_extra("fastapi", "serve", "elmo serve")
+    _require_extra("uvicorn", "serve", "elmo serve")
+    import torch
+
+    from .embed import Embedder
+    from .serve import Explorer, ServeSettings, serve
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    name = Path(model_dir).name if model_dir else ("elmo" if options_file else "elmo-en-small")
+    settings = ServeSettings(max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
+                             max_request_tokens=max_request_tokens, max_request_bytes=max_request_bytes,
+                             model_name=name)
+    embedder = Embedder(_open_model(model_dir, options_file, weight_file))
+    if head_dir is not None and reference_file is None:
+        raise ElmoError("--head is shown on the exploration page: give --reference too")
+    explorer = Explorer(embedder, reference_file, head_dir) if reference_file else None
+    serve(embedder, host=host, port=port, settings=settings, explorer=explorer)
+
+
+@cli.command("export-onnx")
+@click.argument("model_dir", metavar="MODEL", type=click.Path())
+@click.argument("output_file", metavar="OUT.onnx", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace OUT.onnx if it exists.")
+def export_onnx_command(model_dir, output_file, overwrite):
+    """Export MODEL (a model folder, or `bundled`) to ONNX: input `char_ids` (batch, tokens, 50) int64 from
+    `batch_to_ids`, outputs `layers` (batch, L+1, tokens, 2P) float32 and `mask` (batch, tokens). Batch and
+    length are dynamic; each LSTM layer's time loop is an ONNX Scan."""
+    _require_extra("onnx", "onnx", "elmo export-onnx")
+    from .onnx_export import export_onnx
+
+    if Path(output_file).exists() and not overwrite:
+        raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
+    model = _open_model(None if model_dir == "bundled" else model_dir, None, None)
+    export_onnx(model, output_file)
+    click.echo(f"wrote {output_file}", err=True)
+
+
+@cli.command("embed-corpus")
+@click.argument("inputs", metavar="INPUT_GLOB", nargs=-1, required=True)
+@click.argument("out_dir", metavar="OUT_DIR", type=click.Path(file_okay=False))
+@_model_options
+@click.option("--layers", type=click.Choice(["all", "top", "average"]), default="top", show_default=True,
+              help="all: (L+1, n, 2P) per sentence; top / average: (n, 2P).")
+@click.option("--output", type=click.Choice(["token", "sentence"]), default="token", show_default=True,
+              help="sentence: the mean over the tokens instead of token vectors.")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
+@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Lines per shard.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Sentences per batch.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local processes (or Ray actors) embedding shards at once.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: Ray Data on the cluster at --ray-address (or RAY_ADDRESS, else a local one).")
+@click.option("--ray-address", default=None, help="Ray cluster address, e.g. auto or ray://head:10001.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads per worker (default: the cores divided among the workers).")
+@click.option("--tokenize", is_flag=True, help="Split lines with the built-in tokenizer (raw text).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def embed_corpus_command(inputs, out_dir, model_dir, options_file, weight_file, layers, output, dtype, shard_size,
+                         batch_size, workers, engine, ray_address, threads, tokenize, quiet):
+    """Embed every line of the files matching INPUT_GLOB into Parquet shards in OUT_DIR, resumably.
+
+    Each shard-NNNNN.parquet holds id, file, line, text, tokens and vectors; manifest.json the
+    model's hash, the settings and each finished shard's rows and SHA-256. Run it again after an
+    interruption: finished shards are kept, the others embedded again.
+    """
+    from .corpus_embed import CorpusSettings, ModelSpec, embed_corpus
+
+    if engine == "ray":
+        _require_extra("ray", "ray", "elmo embed-corpus --engine ray")
+    _require_extra("pyarrow", "corpus", "elmo embed-corpus")
+    settings = CorpusSettings(layers=layers, output=output, dtype=dtype, tokenize=tokenize, shard_size=shard_size)
+    manifest = embed_corpus(list(inputs), out_dir, ModelSpec(model_dir, options_file, weight_file), settings,
+                            batch_size=batch_size, workers=workers, engine=engine, ray_address=ray_address,
+                            threads=threads, log=None if quiet else (lambda line: click.echo(line, err=True)))
+    rows = sum(entry["rows"] for entry in manifest["shards"].values())
+    click.echo(f"wrote {len(manifest['shards'])} shards, {rows:,} sentences, to {out_dir}", err=True)
+
+
 @cli.command("train")
 @click.option("--train", "train_data", multiple=True, metavar="GLOB",
               help="Training corpus: files or globs, one sentence per line (repeatable).")
 @click.option("--vocab", "vocab_file", type=click.Path(dir_okay=False), help="Vocabulary file (from `elmo vocab`).")
 @click.option("--config", "config_name", metavar="PRESET|FILE",
-              help="tiny, small, medium, original, or a JSON file (fields: elmo_lm.train_config.TrainConfig).")
+              help="tiny, small, medium, original, or a JSON file (fields: elmo_lm.training.config.TrainConfig).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Run folder.")
 @click.option("--valid", "valid_data", multiple=True, metavar="GLOB", help="Validation corpus (repeatable).")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
@@ -417,12 +527,12 @@ def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_
     \b
     elmo train --train 'corpus/*.txt' --vocab vocab.txt --config small --out run/ --valid dev.txt
     elmo train --out run/ --resume
-    torchrun --nproc_per_node=4 -m elmo_lm.train --train ... (the same options; data parallel)
+    torchrun --nproc_per_node=4 -m elmo_lm.training.loop --train ... (the same options; data parallel)
 
     The run folder gets run.json, vocab.txt, checkpoint.pt, metrics.jsonl and learning_curves.png;
     `elmo export` turns it into a model folder.
     """
-    from .train import parse_overrides, run_arguments, train
+    from .training.loop import parse_overrides, run_arguments, train
 
     options = parse_overrides(overrides)
     if tokenize:
@@ -452,12 +562,12 @@ def evaluate_command(model_dir, data, vocab_file, mode, batch_size, unroll_steps
     """Forward, backward and average perplexity of a model on a corpus (full softmax)."""
     import json
 
-    from .evaluate import evaluate
+    from .training.evaluate import evaluate
     from .vocab import Vocabulary
 
     folder = Path(model_dir)
     if (folder / "checkpoint.pt").is_file() and (folder / "run.json").is_file():
-        from .export import load_run_model
+        from .training.export import load_run_model
 
         model = load_run_model(folder)
     else:
@@ -483,7 +593,7 @@ def evaluate_command(model_dir, data, vocab_file, mode, batch_size, unroll_steps
 def export_command(run_dir, out_dir, overwrite):
     """Turn a training run into a model folder (config.json, model.safetensors, vocab.txt) plus the
     bilm-tf files (options.json, weights.hdf5); the softmax is kept, so training can continue."""
-    from .export import export_run
+    from .training.export import export_run
 
     files = export_run(run_dir, out_dir, overwrite=overwrite)
     click.echo(f"wrote {', '.join(str(path) for path in files)}", err=True)

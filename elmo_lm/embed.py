@@ -228,7 +228,7 @@ class Embedder:
             for indices, vectors in self._batches(tokenized, batch_size or self.batch_size, progress):
                 for index, vector in zip(indices, vectors):
                     chosen = select_layers(vector, layers)
-                    results[index] = _sentence_vector(chosen, layers) if output == "sentence" else chosen
+                    results[index] = sentence_vector(chosen, layers) if output == "sentence" else chosen
         if output == "sentence":
             dim = (self.model.config.n_output_layers, self.model.config.output_dim) if layers == "all" else (
                 self.model.config.output_dim,)
@@ -271,7 +271,7 @@ class Embedder:
         return len(lines)
 
 
-def _sentence_vector(chosen: np.ndarray, layers: Layers) -> np.ndarray:
+def sentence_vector(chosen: np.ndarray, layers: Layers) -> np.ndarray:
     """Mean over the token axis of `(L+1, n, 2P)` or `(n, 2P)`; zeros for an empty sentence."""
     token_axis = 1 if layers == "all" else 0
     if chosen.shape[token_axis] == 0:

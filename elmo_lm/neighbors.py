@@ -86,6 +86,12 @@ class ContextIndex:
         """L+1."""
         return self.vectors.shape[0]
 
+    def occurrences(self, word: str) -> np.ndarray:
+        """Indices `(M,)` into the token axis of `vectors` where `word` occurs (ignoring case)."""
+        word = word.lower()
+        return np.flatnonzero(np.array([token.lower() == word for tokens in self.sentences for token in tokens],
+                                       bool))
+
     def query(
         self,
         tokens: Sequence[str],
@@ -108,13 +114,25 @@ class ContextIndex:
             For each requested layer, its neighbours, best first. The query itself (the same
             sentence at the same position, if it is in the reference set) is left out.
         """
+        return self.nearest(self.embedder.embed_sentence(list(tokens)), tokens, position, k, layers, same_word)
+
+    def nearest(
+        self,
+        sentence_layers: np.ndarray,
+        tokens: Sequence[str],
+        position: int,
+        k: int = 5,
+        layers: Sequence[int] | None = None,
+        same_word: bool = False,
+    ) -> list[list[Neighbor]]:
+        """`query` for a sentence already embedded: `sentence_layers` `(L+1, n, 2P)` of `tokens`."""
         if not 0 <= position < len(tokens):
             raise ElmoError(f"position {position} is outside the sentence of {len(tokens)} tokens")
         layers = list(range(self.n_layers)) if layers is None else list(layers)
         for layer in layers:
             if not 0 <= layer < self.n_layers:
                 raise ElmoError(f"layer {layer} does not exist: the model has layers 0..{self.n_layers - 1}")
-        query = _unit(self.embedder.embed_sentence(list(tokens)))[:, position]  # (L+1, 2P)
+        query = _unit(sentence_layers)[:, position]  # (L+1, 2P)
         allowed = np.ones(len(self.sentence_of), bool)  # (N,)
         if same_word:
             word = tokens[position].lower()

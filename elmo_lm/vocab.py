@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .chars import BOS_TOKEN, EOS_TOKEN, UNK_TOKEN
+from .corpus import expand_corpus, iter_sentences
 from .errors import ElmoError
 from .io.atomic import atomic_path
 
@@ -182,7 +183,7 @@ def build_vocabulary(
     the counting was partitioned.
 
     Args:
-        paths: corpus files or globs (one sentence per line, UTF-8), see `data.expand_corpus`.
+        paths: corpus files or globs (one sentence per line, UTF-8), see `corpus.expand_corpus`.
         min_count: keep words seen at least this often.
         max_size: at most this many tokens in all, the three specials included (so at most
             `max_size - 3` words); None for no limit.
@@ -201,8 +202,6 @@ def build_vocabulary(
     Raises:
         ElmoError: no file matched, a line is not valid UTF-8, or an argument is out of range.
     """
-    from .data import expand_corpus, iter_sentences
-
     if min_count < 1:
         raise ElmoError(f"min_count must be at least 1, not {min_count}")
     if max_size is not None and max_size < len(SPECIAL_TOKENS):

@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under torchrun: `elmo_lm.train.main(ARGS)` (the torchrun entry point),
+"""Run by tests/test_distributed.py under torchrun: `elmo_lm.training.loop.main(ARGS)` (the torchrun entry point),
 then each rank saves the parameters it ended with to OUT/rank{r}.pt."""
 
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-import elmo_lm.train as train_module
+import elmo_lm.training.loop as train_module
 
 captured = {}
 original_train = train_module.train

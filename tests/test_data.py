@@ -10,18 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from elmo_lm import data as data_module
 from elmo_lm.chars import token_to_ids
-from elmo_lm.data import (
+from elmo_lm.corpus import expand_corpus, iter_sentences
+from elmo_lm.errors import ElmoError
+from elmo_lm.training import data as data_module
+from elmo_lm.training.data import (
     IGNORE_INDEX,
     LMBatch,
     LMBatches,
-    expand_corpus,
-    iter_sentences,
     shuffle_buffered,
     training_sentences,
 )
-from elmo_lm.errors import ElmoError
 from elmo_lm.vocab import Vocabulary, build_vocabulary
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
@@ -311,7 +310,7 @@ def test_batching_streams_instead_of_reading_the_corpus_up_front(
     """A corpus 50x the shuffle buffer: the first batch comes after reading about one buffer of lines."""
     path = _write(tmp_path / "big.txt", "".join(f"w{i % 97} w{i % 13} w{i % 7}\n" for i in range(5000)))
     read = 0
-    original = data_module._nonblank_lines
+    original = data_module.nonblank_lines
 
     def counting(paths):  # type: ignore[no-untyped-def]
         nonlocal read
@@ -319,7 +318,7 @@ def test_batching_streams_instead_of_reading_the_corpus_up_front(
             read += 1
             yield line
 
-    monkeypatch.setattr(data_module, "_nonblank_lines", counting)
+    monkeypatch.setattr(data_module, "nonblank_lines", counting)
     vocab = build_vocabulary([path])
     read = 0
     batches = iter(LMBatches([path], vocab, batch_size=4, unroll_steps=5, seed=0, shuffle_buffer=100))

@@ -12,12 +12,12 @@ import pytest
 import torch
 from training_runs import CORPUS, elmo, read_jsonl
 
-from elmo_lm.data import LMBatches
+from elmo_lm.training.data import LMBatches
 from elmo_lm.model import ElmoBiLM
-from elmo_lm.objective import LMObjective
-from elmo_lm.softmax import LogUniformSampler
-from elmo_lm.train import make_optimizer
-from elmo_lm.train_config import preset
+from elmo_lm.training.objective import LMObjective
+from elmo_lm.training.softmax import LogUniformSampler
+from elmo_lm.training.loop import make_optimizer
+from elmo_lm.training.config import preset
 from elmo_lm.vocab import Vocabulary
 
 STEPS = 6
@@ -100,6 +100,6 @@ def test_ranks_agree_and_equal_one_process_on_the_global_batch(ddp_run):
 
 
 def test_train_module_is_an_entry_point():
-    done = subprocess.run([sys.executable, "-m", "elmo_lm.train", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "elmo_lm.training.loop", "--help"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "--resume" in done.stdout and "--train" in done.stdout

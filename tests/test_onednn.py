@@ -1,11 +1,11 @@
-"""`elmo_lm.inference.onednn.linear` computes `F.linear`, whatever the row count, layout or packing."""
+"""`elmo_lm.inference.matmul.linear` computes `F.linear`, whatever the row count, layout or packing."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from elmo_lm.inference import onednn
-from elmo_lm.inference.onednn import linear, pack, pack_mkl, pack_onednn
+from elmo_lm.inference import matmul
+from elmo_lm.inference.matmul import linear, pack, pack_mkl, pack_onednn
 
 
 @pytest.mark.parametrize("rows", [1, 5, 8, 31, 32, 33, 64, 65, 200])
@@ -21,7 +21,7 @@ def test_linear_equals_f_linear_in_float32(rows, layout):
     elif layout == "oneDNN-packed":
         weight = pack_onednn(weight)
     elif layout == "MKL-packed":
-        if not onednn.MKL_PACKED:
+        if not matmul.MKL_PACKED:
             pytest.skip("this PyTorch build has no MKL packed matmul")
         weight = pack_mkl(weight)  # packed for MKL_PACK_ROWS rows, used at every row count
     result = linear(x, weight, bias)
@@ -40,23 +40,23 @@ def test_linear_in_bfloat16_is_close_and_keeps_the_dtype():
 
 
 def test_without_onednn_or_mkl_everything_falls_back_to_f_linear(monkeypatch):
-    monkeypatch.setattr(onednn, "ONEDNN", False)
-    monkeypatch.setattr(onednn, "MKL_PACKED", False)
+    monkeypatch.setattr(matmul, "ONEDNN", False)
+    monkeypatch.setattr(matmul, "MKL_PACKED", False)
     x, weight = torch.randn(3, 4), torch.randn(5, 4)
     assert pack(weight) is weight  # nothing packed
     torch.testing.assert_close(linear(x, weight), F.linear(x, weight))
 
 
-@pytest.mark.skipif(not (onednn.ONEDNN and onednn.MKL_PACKED), reason="this PyTorch build lacks oneDNN or MKL")
+@pytest.mark.skipif(not (matmul.ONEDNN and matmul.MKL_PACKED), reason="this PyTorch build lacks oneDNN or MKL")
 @pytest.mark.parametrize("intel", [True, False])
 def test_pack_takes_mkl_for_float32_on_intel_only(monkeypatch, intel):
-    monkeypatch.setattr(onednn, "is_intel", lambda: intel)
+    monkeypatch.setattr(matmul, "is_intel", lambda: intel)
     weight = torch.randn(64, 32)
-    assert isinstance(pack(weight), onednn.MklPacked) == intel
-    assert not isinstance(pack(weight.bfloat16()), onednn.MklPacked)  # MKL packs float32 only
+    assert isinstance(pack(weight), matmul.MklPacked) == intel
+    assert not isinstance(pack(weight.bfloat16()), matmul.MklPacked)  # MKL packs float32 only
 
 
-@pytest.mark.skipif(not onednn.ONEDNN, reason="this PyTorch build has no oneDNN")
+@pytest.mark.skipif(not matmul.ONEDNN, reason="this PyTorch build has no oneDNN")
 def test_row_counts_are_rounded_so_that_few_kernel_shapes_exist():
     seen = set()
     real = torch.ops.mkldnn._linear_pointwise
@@ -80,7 +80,7 @@ def test_row_counts_are_rounded_so_that_few_kernel_shapes_exist():
 
 @pytest.mark.parametrize("into_buffers", [True, False])
 def test_a_result_written_into_the_buffer_is_right_and_reuses_it(monkeypatch, into_buffers):
-    monkeypatch.setattr(onednn, "MKL_INTO_BUFFERS", into_buffers)
+    monkeypatch.setattr(matmul, "MKL_INTO_BUFFERS", into_buffers)
     torch.manual_seed(0)
     weight, bias = torch.randn(96, 48), torch.randn(96)
     results = []

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elmo_lm import softmax as softmax_module
+from elmo_lm.training import softmax as softmax_module
 from elmo_lm.config import ModelConfig
-from elmo_lm.data import IGNORE_INDEX
+from elmo_lm.training.data import IGNORE_INDEX
 from elmo_lm.errors import ElmoError
 from elmo_lm.model import ElmoBiLM
-from elmo_lm.objective import LMObjective
-from elmo_lm.softmax import LogUniformSampler, NegativeSample, full_softmax_nll, sampled_softmax_nll
+from elmo_lm.training.objective import LMObjective
+from elmo_lm.training.softmax import LogUniformSampler, NegativeSample, full_softmax_nll, sampled_softmax_nll
 
 TINY = ModelConfig(char_embed_dim=4, filters=((1, 4), (2, 4)), n_highway=1, lstm_dim=16, projection_dim=8, n_layers=2)
 

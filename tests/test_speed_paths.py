@@ -9,7 +9,7 @@ import torch
 
 import elmo_lm.model as model_module
 from elmo_lm import ElmoBiLM, Embedder, ModelConfig, batch_to_ids
-from elmo_lm.inference import onednn
+from elmo_lm.inference import matmul
 from elmo_lm.model import LstmState
 
 SENTENCES = [["The", "cat", "sat", "on", "the", "mat", "."], [], ["a"], ["Über", "漢字", "x" * 60, "the", "the"],
@@ -184,7 +184,7 @@ def test_bfloat16_embedder_keeps_its_own_model_in_bfloat16(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-@pytest.mark.skipif(not onednn.ONEDNN, reason="this PyTorch build has no oneDNN")
+@pytest.mark.skipif(not matmul.ONEDNN, reason="this PyTorch build has no oneDNN")
 def test_embedders_own_model_keeps_step_weights_only_packed_and_gives_the_same_vectors(tmp_path):
     """No plain copy beside the packed one: the placeholders hold no memory; the vectors do not change."""
     from elmo_lm.io import save_allennlp_weights

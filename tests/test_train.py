@@ -18,10 +18,10 @@ from training_runs import CORPUS, HELD_OUT, LEARNING_STEPS, TRAIN_GLOB, elmo, fi
 
 from elmo_lm.cli import main as cli_main
 from elmo_lm.config import ModelConfig
-from elmo_lm.evaluate import stateful_totals
-from elmo_lm.metrics import plot_learning_curves
+from elmo_lm.training.evaluate import stateful_totals
+from elmo_lm.training.metrics import plot_learning_curves
 from elmo_lm.model import ElmoBiLM
-from elmo_lm.train_config import preset
+from elmo_lm.training.config import preset
 from elmo_lm.vocab import Vocabulary
 
 

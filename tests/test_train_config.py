@@ -8,8 +8,8 @@ import pytest
 
 from elmo_lm.config import ModelConfig
 from elmo_lm.errors import ElmoError
-from elmo_lm.train import parse_overrides
-from elmo_lm.train_config import TrainConfig, preset, resolve_config
+from elmo_lm.training.loop import parse_overrides
+from elmo_lm.training.config import TrainConfig, preset, resolve_config
 
 
 def test_json_config_changes_a_preset(tmp_path):

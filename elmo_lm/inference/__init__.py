@@ -15,7 +15,7 @@ agree). In float32 every trick is exact:
 - `bilm`: stateless sentences all start with `<S>` (forward) and `</S>` (backward) from zero
   state: that step is computed once per batch, and the boundary outputs that the caller drops
   are never computed.
-- `workspace`: reused work buffers (fresh pages cost as much as a matmul over them), weights
+- `weights`: reused work buffers (fresh pages cost as much as a matmul over them), weights
   converted for a precision (cached beside the module, or in place for a model of our own).
 
 `precision="bfloat16"` (an explicit option, never the default) runs the matmuls in bfloat16 with
@@ -27,7 +27,7 @@ from .bilm import contextualize_inference
 from .char_cnn import encode_tokens_inference
 from .packed_lstm import RunPlan, plan_runs, run_packed
 from .scratch import release_scratch
-from .workspace import PRECISIONS, keep_weights_in, matmul_dtype, needs_autograd
+from .weights import PRECISIONS, keep_weights_in, matmul_dtype, needs_autograd
 
 __all__ = ["PRECISIONS", "RunPlan", "contextualize_inference", "encode_tokens_inference", "keep_weights_in",
            "matmul_dtype", "needs_autograd", "plan_runs", "release_scratch", "run_packed"]

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..chars import PAD_CHAR
-from .onednn import linear
-from .workspace import cast_weights, matmul_dtype
+from .matmul import linear
+from .weights import cast_weights, matmul_dtype
 
 if TYPE_CHECKING:
     from ..model import TokenEncoder

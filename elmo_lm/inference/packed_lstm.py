@@ -8,8 +8,8 @@ from one batched matmul; the per-step loop does only the recurrence, in place. L
 input from and write their output to rows of the caller's grid (the result tensor), through
 `RunPlan.index`.
 
-Every matmul goes through `onednn.linear` (2-4x faster than PyTorch's default on AMD CPUs), with
-the weights in `F.linear`'s layout; the per-step weights are packed where that fits (`onednn.pack`:
+Every matmul goes through `matmul.linear` (2-4x faster than PyTorch's default on AMD CPUs), with
+the weights in `F.linear`'s layout; the per-step weights are packed where that fits (`matmul.pack`:
 MKL's layout for float32 on Intel CPUs, oneDNN's elsewhere).
 In bfloat16 the matmuls run in bfloat16, the cell, the activations and the clips in float32.
 """
@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from .cpu_features import is_intel
-from .onednn import ONEDNN, linear, pack
+from .matmul import ONEDNN, linear, pack
 from .scratch import scratch
-from .workspace import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, matmul_dtype
+from .weights import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, matmul_dtype
 
 if TYPE_CHECKING:
     from ..model import LstmpStack, LstmState
@@ -111,7 +111,7 @@ def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tens
 
 def packed_step_weights(lstm: LstmpStack, weights: dict[str, torch.Tensor], dtype: torch.dtype
                         ) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None:
-    """Packed (`onednn.pack`) recurrent and projection weights per layer and direction (cached on the
+    """Packed (`matmul.pack`) recurrent and projection weights per layer and direction (cached on the
     module), or None when oneDNN is missing or the copies would exceed `PACK_LIMIT_BYTES`."""
     owned = lstm.__dict__.get(PACKED_STEP_WEIGHTS)
     if owned is not None:  # kept only packed, by `keep_weights_in`

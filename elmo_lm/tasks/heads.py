@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..errors import ElmoError
-from ..mix import ScalarMix
+from ..elmo import ScalarMix
 from .features import Batch
 
 ElmoInput = Literal["mix", "top", "average", "none"]

@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .errors import ElmoError
-from .io import save_allennlp_weights, save_pretrained
-from .model import ElmoBiLM
-from .train_config import TrainConfig
+from ..errors import ElmoError
+from ..io import save_allennlp_weights, save_pretrained
+from ..model import ElmoBiLM
+from .config import TrainConfig
 
 EXPORTED_FILES = ("config.json", "model.safetensors", "vocab.txt", "options.json", "weights.hdf5")
 

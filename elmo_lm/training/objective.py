@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import IGNORE_INDEX
-from .errors import ElmoError
-from .model import ElmoBiLM, LstmState
+from ..errors import ElmoError
+from ..model import ElmoBiLM, LstmState
 from .softmax import LogUniformSampler, NegativeSample, full_softmax_nll, sampled_softmax_nll
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ElmoError
+from ..errors import ElmoError
 
 CHUNK_BYTES = 8 * 2**20
 

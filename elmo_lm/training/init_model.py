@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from .errors import ElmoError
-from .io import load_model
-from .io.folder import VOCAB_NAME
-from .model import ElmoBiLM
-from .vocab import Vocabulary
+from ..errors import ElmoError
+from ..io import load_model
+from ..io.folder import VOCAB_NAME
+from ..model import ElmoBiLM
+from ..vocab import Vocabulary
 
 
 def load_init_model(

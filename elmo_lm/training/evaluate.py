@@ -21,13 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .chars import BOS_IDS, EOS_IDS, MAX_CHARS, token_to_ids
-from .data import IGNORE_INDEX, Corpus, LMBatches, expand_corpus, training_sentences
-from .errors import ElmoError
+from ..chars import BOS_IDS, EOS_IDS, MAX_CHARS, token_to_ids
+from ..corpus import Corpus, expand_corpus
+from ..errors import ElmoError
+from ..model import ElmoBiLM, LstmState
+from ..vocab import Vocabulary
+from .data import IGNORE_INDEX, LMBatches, training_sentences
 from .metrics import perplexity_record
-from .model import ElmoBiLM, LstmState
 from .objective import LMObjective
-from .vocab import Vocabulary
 
 SORT_WINDOW = 64
 """Stateless mode sorts sentences by length within windows of this many batches."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .onednn import ONEDNN, pack
+from .matmul import ONEDNN, pack
 
 if TYPE_CHECKING:
     from ..model import ElmoBiLM
@@ -72,7 +72,7 @@ def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
     them. The LSTM weights are stored in `F.linear`'s (transposed) layout: same shape and
     state-dict keys, other strides, values unchanged. For bfloat16 the weight matrices are also
     converted (halving the model's memory; biases stay float32). On a CPU with oneDNN, the per-step
-    weights (recurrent and projection) are then kept only packed (`onednn.pack`), which steps
+    weights (recurrent and projection) are then kept only packed (`matmul.pack`), which steps
     faster (see `packed_lstm.PACK_LIMIT_BYTES`): their parameters become placeholders of the same
     shape on the meta device. Such a model runs only the inference kernels, in this precision (the
     embedder does this only to a model it loaded itself).
@@ -99,7 +99,7 @@ PACKED_STEP_WEIGHTS = "_packed_step_weights"
 
 
 def _keep_step_weights_packed(lstm: nn.Module, dtype: torch.dtype) -> None:
-    """Replace the recurrent and projection weights by packed copies (`onednn.pack`), one matrix at a time.
+    """Replace the recurrent and projection weights by packed copies (`matmul.pack`), one matrix at a time.
 
     They arrive already contiguous in `F.linear`'s layout (`keep_weights_in`): packing the plain
     TensorFlow-layout matrices straight away was tried and raised the original model's peak at

@@ -11,11 +11,9 @@ seeded shuffle of the file order plus a bounded buffer of `shuffle_buffer` lines
 
 from __future__ import annotations
 
-import glob
 import itertools
-import os
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -23,9 +21,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .chars import BOS_IDS, BOS_TOKEN, EOS_IDS, EOS_TOKEN, MAX_CHARS, token_to_ids
-from .errors import ElmoError
-from .vocab import Vocabulary
+from ..chars import BOS_IDS, BOS_TOKEN, EOS_IDS, EOS_TOKEN, MAX_CHARS, token_to_ids
+from ..corpus import Corpus, decode_line, expand_corpus, nonblank_lines, splitter
+from ..errors import ElmoError
+from ..vocab import Vocabulary
 
 IGNORE_INDEX = -100
 """Target of a padded position (PyTorch's cross-entropy `ignore_index`)."""
@@ -37,84 +36,6 @@ DEFAULT_CHAR_CACHE = 100_000
 """Distinct tokens whose character and word ids are cached (11 MB); the cache restarts when full."""
 
 T = TypeVar("T")
-Corpus = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
-"""A file, a glob, or a list of them."""
-
-
-def expand_corpus(patterns: Corpus) -> list[Path]:
-    """The corpus files named by paths or glob patterns (`**` allowed), sorted, without repeats.
-
-    Raises:
-        ElmoError: a pattern matches no file, or names a directory.
-    """
-    if isinstance(patterns, (str, os.PathLike)):
-        patterns = [patterns]
-    files: set[Path] = set()
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_file():
-            files.add(path)
-            continue
-        if path.is_dir():
-            raise ElmoError(f"{pattern} is a directory: pass its files, e.g. {path / '*'}")
-        matched = [Path(p) for p in glob.glob(os.fspath(pattern), recursive=True) if Path(p).is_file()]
-        if not matched:
-            raise ElmoError(f"no files matched {os.fspath(pattern)}")
-        files.update(matched)
-    if not files:
-        raise ElmoError("no corpus files given")
-    return sorted(files)
-
-
-def _nonblank_lines(paths: Iterable[Path]) -> Iterator[tuple[Path, int, bytes]]:
-    """(file, 1-based line number, raw bytes) of every line that is not ASCII-blank, in order."""
-    for path in paths:
-        try:
-            handle = open(path, "rb")  # noqa: SIM115
-        except OSError as error:
-            raise ElmoError(f"{path}: cannot read ({error.strerror})") from None
-        with handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield path, number, line
-
-
-def _decode(path: Path, number: int, line: bytes) -> str:
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ElmoError(f"{path}: line {number} is not valid UTF-8 (byte {error.start + 1})") from None
-
-
-def _splitter(tokenize: bool) -> Callable[[str], list[str]]:
-    """Whitespace splitting, or the built-in tokenizer (imported only when asked for)."""
-    if not tokenize:
-        return str.split
-    from .tokenize import tokenize as builtin_tokenize
-
-    return builtin_tokenize
-
-
-def iter_sentences(paths: Iterable[Path], tokenize: bool = False) -> Iterator[list[str]]:
-    """Stream the sentences of corpus files in order: one token list per line with a token.
-
-    Blank lines (and lines that split into no token) are skipped. Long tokens are kept whole
-    (character ids cut them to 48 bytes later).
-
-    Args:
-        paths: corpus files, read in the order given.
-        tokenize: split with the built-in tokenizer instead of on whitespace.
-
-    Raises:
-        ElmoError: naming file and line, for a line that is not valid UTF-8. Training data is
-            never silently skipped; `elmo vocab` reads the whole corpus first, so this shows up
-            before training starts.
-    """
-    split = _splitter(tokenize)
-    for path, number, line in _nonblank_lines(paths):
-        tokens = split(_decode(path, number, line))
-        if tokens:
-            yield tokens
 
 
 def shuffle_buffered(items: Iterable[T], buffer_size: int, rng: random.Random) -> Iterator[T]:
@@ -160,13 +81,13 @@ def training_sentences(
     files = list(paths)
     if shuffle:
         random.Random(f"elmo-lm/files/{seed}/{epoch}").shuffle(files)
-    lines: Iterator[tuple[Path, int, bytes]] = _nonblank_lines(files)
+    lines: Iterator[tuple[Path, int, bytes]] = nonblank_lines(files)
     if world_size > 1:
         lines = itertools.islice(lines, rank, None, world_size)
-    texts: Iterator[str] = (_decode(path, number, line) for path, number, line in lines)
+    texts: Iterator[str] = (decode_line(path, number, line) for path, number, line in lines)
     if shuffle:
         texts = shuffle_buffered(texts, shuffle_buffer, random.Random(f"elmo-lm/lines/{seed}/{epoch}/{rank}"))
-    split = _splitter(tokenize)
+    split = splitter(tokenize)
     for text in texts:
         tokens = split(text)
         if tokens:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ElmoError
+from ..errors import ElmoError
 
 FULL_SOFTMAX_CHUNK = 2**22
 """Logits (rows x V) computed at once by `full_softmax_nll`."""

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .io.atomic import atomic_path
+from ..io.atomic import atomic_path
 
 
 def perplexity_record(forward_loss: float, backward_loss: float) -> dict[str, float]:

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from .errors import ElmoError
-from .io.atomic import atomic_path
+from ..errors import ElmoError
+from ..io.atomic import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1

@@ -14,7 +14,7 @@ the epoch), and the checkpoint holds the data position and the LSTM state each r
 run killed at any moment and resumed from its last checkpoint ends with the same parameters as
 an uninterrupted run.
 
-Data parallelism: `torchrun --nproc_per_node=N -m elmo_lm.train ...` (the options of `elmo
+Data parallelism: `torchrun --nproc_per_node=N -m elmo_lm.training.loop ...` (the options of `elmo
 train`) runs N processes, each reading its share of the corpus (`data.LMBatches`) with its own
 `batch_size` rows; gradients are averaged by `DistributedDataParallel`, with the loss scaled so
 that a step equals one process training on the concatenation of the N local batches. Rank 0
@@ -34,19 +34,20 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .allocator import keep_freed_memory
+from ..allocator import keep_freed_memory
+from ..corpus import expand_corpus
+from ..errors import ElmoError
+from ..model import ElmoBiLM, LstmState
+from ..vocab import Vocabulary
 from .checkpoint import CHECKPOINT_NAME, Progress, load_checkpoint, save_checkpoint
+from .config import TrainConfig
 from .corpus_check import check_corpus
-from .data import LMBatches, expand_corpus
+from .data import LMBatches
 from .distributed import Distributed, setup_distributed
-from .errors import ElmoError
 from .evaluate import LossTotals, stateful_totals
 from .metrics import MetricsLog, perplexity_record, plot_learning_curves
-from .model import ElmoBiLM, LstmState
 from .objective import LMObjective
 from .softmax import LogUniformSampler, zipf_log_prior
-from .train_config import TrainConfig
-from .vocab import Vocabulary
 
 RUN_FILE = "run.json"
 VOCAB_NAME = "vocab.txt"
@@ -106,7 +107,7 @@ def run_arguments(
     default training options). A resumed run reads them from RUN_DIR/run.json; it accepts new
     --train/--valid paths (the same data, moved) and a new step or epoch limit, nothing else.
     """
-    from .train_config import resolve_config
+    from .config import resolve_config
 
     if resume:
         run = read_run(out_dir)
@@ -456,8 +457,8 @@ def _train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m elmo_lm.train` (the `torchrun` entry point): the options of `elmo train`."""
-    from .cli import main as cli_main
+    """`python -m elmo_lm.training.loop` (the `torchrun` entry point): the options of `elmo train`."""
+    from ..cli import main as cli_main
 
     return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 

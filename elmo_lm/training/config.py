@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import PRESET_SHAPES, ModelConfig
-from .errors import ElmoError
-from .textfile import read_json_object
+from ..config import PRESET_SHAPES, ModelConfig
+from ..errors import ElmoError
+from ..textfile import read_json_object
 
 TINY_SHAPE = dict(
     char_embed_dim=8, filters=((1, 16), (2, 16), (3, 32), (4, 64)), n_highway=1, lstm_dim=256,
