@@ -36,8 +36,9 @@ FORGET_BIAS = 1.0
 ENCODER_CHUNK_BYTES = 16 * 2**20
 """Upper bound on the convolution activations the token encoder holds at once."""
 
-GROUP_SLOTS = 4
-"""Training: tokens whose lengths differ by at most this many slots share one convolution call."""
+GROUP_EXTENTS = (8, 12, 20)
+"""Training: tokens are grouped by the slots their characters fill (up to 8, 12, 20, more), one convolution
+call per group and filter width: few calls, and most tokens read 8 + 5 slots instead of 50."""
 
 LSTM_CHUNK_BYTES = 64 * 2**20
 """Upper bound on the precomputed input projection the LSTM holds at once (training)."""
@@ -131,8 +132,8 @@ class TokenEncoder(nn.Module):
         pooled_groups = []
         start = 0
         while start < N:
-            # A group: tokens within a few slots of its shortest one, up to the memory bound.
-            limit = extents[start] + GROUP_SLOTS
+            # A group: tokens up to the next length bound, up to the memory bound.
+            limit = next((bound for bound in GROUP_EXTENTS if extents[start] <= bound), S)
             span = min(S, limit + widest - 1)
             end = min(N, start + max(1, ENCODER_CHUNK_BYTES // (per_slot * span)))
             end = start + sum(1 for k in extents[start:end] if k <= limit)
