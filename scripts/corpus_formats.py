@@ -246,21 +246,36 @@ _BRACES = re.compile(r"[{}]")
 _HEADWORD = re.compile(r"^\S")
 
 
+def _without_brackets(text: str) -> str:
+    """Text with every bracketed segment removed, nested ones included (innermost first)."""
+    while True:
+        stripped = _BRACKETED.sub("", text)
+        if stripped == text:
+            return text
+        text = stripped
+
+
+_GCIDE_HEAD = re.compile(r"^[^\\]*\\[^\\]*\\\s*(\([^)]*\))?\s*,?\s*((?:[a-z]+\.\s*,?\s*)+)?")
+
+
 def gcide_entries(text: str) -> list[list[str]]:
     """Definitions and quotations of GCIDE (1913 Webster and supplements), one paragraph list per entry.
 
-    The headword line (word, pronunciation, part of speech) and bracketed etymologies and source
-    tags are dropped; cross-reference braces are unwrapped.
+    The headword (word, pronunciation, part of speech), bracketed etymologies and source tags are
+    dropped; cross-reference braces are unwrapped.
     """
     entries: list[list[str]] = []
     for block in _blocks(text.splitlines()):
+        lines = [line for line in block if not _GCIDE_SOURCE.match(line)]
+        if not lines:
+            continue
+        paragraph = _without_brackets(" ".join(line.strip() for line in lines))
         if _HEADWORD.match(block[0]):
             entries.append([])
-            block = block[1:]
+            paragraph = _GCIDE_HEAD.sub("", paragraph)
         if not entries:
             continue
-        lines = [line for line in block if not _GCIDE_SOURCE.match(line)]
-        paragraph = _BRACES.sub("", _BRACKETED.sub("", " ".join(line.strip() for line in lines)))
+        paragraph = _BRACES.sub("", paragraph)
         paragraph = re.sub(r"\s--\s*[A-Z][\w.' ]{0,40}\.?$", "", paragraph)  # a quotation's author
         entries[-1].extend(_prose([paragraph]))
     return [entry for entry in entries if entry]
