@@ -68,7 +68,8 @@ def main() -> None:
         print(f"| {name} | {seconds:.1f} | {len(lines) / seconds:,.0f} | {tokens / seconds:,.0f} | "
               f"{base / seconds:.2f}x |")
     print(f"\n{platform.machine()}, {os.cpu_count()} cores, {len(lines):,} lines, {tokens:,} tokens, "
-          f"shards of {args.shard_size}, median of {args.rounds} rounds")
+          f"shards of {args.shard_size}, median of {args.rounds} rounds; load average at the end "
+          f"{os.getloadavg()[0]:.1f} (other jobs on the machine)")
 
 
 if __name__ == "__main__":

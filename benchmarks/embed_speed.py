@@ -3,7 +3,7 @@
 Builds seeded random weights of the original (2x4096_512) and small (2x1024_128) shapes, writes
 them as `options.json` + `weights.hdf5`, and runs each (precision, size) configuration in its own
 process: load through the public API (timed), one warm-up pass, then `--passes` timed passes of
-`Embedder.encode` over `/work/shared/bench/bench_sentences.json` (file order, batch 32). Accuracy
+`Embedder.encode` over `../shared/bench/bench_sentences.json` (beside the project) (file order, batch 32). Accuracy
 is measured against `reference_layers` below: a plain per-step float32 forward pass written from
 ELMO.md, reading the hdf5 file itself, that shares no code with the library.
 
@@ -160,7 +160,7 @@ def run_configuration(size: str, precision: str, folder: Path, passes: int, batc
     if cache:
         extra["token_cache"] = True
     embedder = Embedder(options_file=folder / f"{size}_options.json", weight_file=folder / f"{size}_weights.hdf5",
-                        batch_size=batch_size, **extra)
+                        batch_size=batch_size, tune_allocator=True, **extra)  # as `elmo embed`
     load_seconds = time.perf_counter() - start
     embedder.encode(sentences)  # warm-up (its vectors are dropped at once)
     times, busy = [], []

@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model = ElmoBiLM(ModelConfig(**PRESET_SHAPES[args.size])).eval()
-    embedder = Embedder(model)
+    embedder = Embedder(model, tune_allocator=True)  # as `elmo embed`
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(5000)] + [",", ".", "the", "of"]
     line = [words[i] for i in rng.integers(0, len(words), args.tokens)]

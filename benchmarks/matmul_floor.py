@@ -121,7 +121,8 @@ def main() -> None:
         extra = {"precision": args.precision} if args.precision != "float32" else {}
         with warnings.catch_warnings():  # the slow-bfloat16 warning: this table shows it in figures
             warnings.simplefilter("ignore")
-            embedder = Embedder(options_file=options, weight_file=weights, batch_size=32, **extra)
+            embedder = Embedder(options_file=options, weight_file=weights, batch_size=32, tune_allocator=True,
+                                **extra)
         embedder.encode(sentences)  # warm-up
         passes = []
         for _ in range(args.passes):

@@ -53,6 +53,9 @@ def child(args: argparse.Namespace) -> None:
         from elmo_lm.data import IGNORE_INDEX, LMBatches  # type: ignore[no-redef]
         from elmo_lm.softmax import LogUniformSampler, sampled_softmax_nll  # type: ignore[no-redef]
 
+    from elmo_lm.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as `elmo train` does
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     vocab = Vocabulary.load(args.vocab) if args.vocab else build_vocabulary([args.corpus])

@@ -1,13 +1,15 @@
 """What the C library's allocator does with freed memory: keep it for reuse, or give it back.
 
-Training keeps it: large temporaries then do not come from fresh pages each time.
+These settings apply to the whole process, so the library changes them only when asked
+(`train(tune_allocator=True)`, `Embedder(tune_allocator=True)`); the `elmo` command asks.
+Training keeps freed memory: large temporaries then do not come from fresh pages each time.
 
 glibc serves allocations above its mmap threshold (at most 32 MB) with fresh pages from the
 kernel and hands them back when freed, so every large temporary pays a page fault per 4 KB page
 on first touch. In a training step, whose temporaries are hundreds of MB (the sampled softmax's
-`(N, S)` logits, the LSTM's gates), that cost more than the arithmetic: 4.5 s against 1.9 s per
-step for an LSTM 1024 -> 128 model at batch 128 (benchmarks/train_speed.py). With mmap off and
-no trimming, freed blocks stay in the heap and are reused.
+`(N, S)` logits, the LSTM's gates), that cost more than the arithmetic (a step took 2.4x as long;
+`benchmarks/RESULTS-kernels.md`). With mmap off and no trimming, freed blocks stay in the heap and
+are reused.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ def return_large_blocks() -> bool:
     """Fix glibc's mmap and trim thresholds at `HEAP_CAP_BYTES` (for this process).
 
     By default glibc raises both after large blocks are freed (up to 32 MB and 64 MB), and that
-    much freed memory then stays in the process: 40 MB of the small model's float32 embedding
-    peak (419 MB against 382 MB, at the same speed). Not used for bfloat16 embedding, whose many
-    mid-sized buffers then fault in fresh pages (8,100 against 5,900 tokens/s), nor in training.
+    much freed memory then stays in the process (about 40 MB of the small model's float32
+    embedding peak, at the same speed). Not used for bfloat16 embedding, whose many mid-sized
+    buffers then fault in fresh pages (slower), nor in training. Figures: `benchmarks/RESULTS-kernels.md`.
     Returns False where the C library has no `mallopt`.
     """
     mallopt = _mallopt()

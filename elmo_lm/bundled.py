@@ -1,10 +1,12 @@
-"""Where the model that ships inside the package lives."""
+"""Where the model that ships inside the package lives, and `open_model`: that model unless told otherwise."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from .errors import ElmoError
+from .io import load_model
+from .model import ElmoBiLM
 
 BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "elmo-en-small"
 
@@ -15,3 +17,14 @@ def bundled_model_path() -> Path:
         raise ElmoError("no model given, and this version of elmo-lm bundles none yet: "
                         "pass --model DIR, or --options FILE --weights FILE")
     return BUNDLED_MODEL
+
+
+def open_model(model: str | Path | None = None, options_file: str | Path | None = None,
+               weight_file: str | Path | None = None) -> ElmoBiLM:
+    """`io.load_model` of the model named, or of the bundled model when none of the three is given.
+
+    The one place that default is decided: the `elmo` commands, `Embedder()` and the task heads use it.
+    """
+    if model is None and options_file is None and weight_file is None:
+        model = bundled_model_path()
+    return load_model(model, options_file, weight_file)

@@ -20,9 +20,11 @@ BOW_CHAR = 258
 EOW_CHAR = 259
 PAD_CHAR = 260
 N_RAW_CHARS = 261
-"""Rows of the character table stored in a weight file (raw ids 0..260)."""
+"""Rows of the character table stored in a weight file (raw ids 0..260); an inference `options.json`'s
+`n_characters`."""
 N_CHARS = 262
-"""Rows at inference: raw ids shifted by +1, with 0 for a padding token."""
+"""Rows at inference: raw ids shifted by +1, with 0 for a padding token; a bilm-tf training
+`options.json`'s `n_characters` (and what this project writes)."""
 
 BOS_TOKEN = "<S>"
 EOS_TOKEN = "</S>"

@@ -1,6 +1,7 @@
-"""The `elmo` command: a thin table of subcommands over the library's functions.
+"""The `elmo` command: a thin table of subcommands, each its options parsed and one library call.
 
-Every subcommand turns `ElmoError` (bad input: a file, a line, a key) into a one-line message on
+A model named by --model / --options / --weights is opened by `bundled.open_model` (the bundled
+model when none is given). Every subcommand turns `ElmoError` (bad input: a file, a line, a key) into a one-line message on
 stderr and exit code 2, never a traceback.
 """
 
@@ -13,7 +14,6 @@ from pathlib import Path
 import click
 
 from .errors import ElmoError
-from .inference.cpu_features import bfloat16_is_fast
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,15 +39,6 @@ def _model_options(command):
                            help="A model folder (config.json + model.safetensors, or options.json + weights.hdf5). "
                                 "Default: the bundled model.")(command)
     return command
-
-
-def _open_model(model_dir, options_file, weight_file):
-    from .bundled import bundled_model_path
-    from .io import load_model
-
-    if model_dir is None and options_file is None and weight_file is None:
-        model_dir = bundled_model_path()
-    return load_model(model_dir, options_file, weight_file)
 
 
 @cli.command("embed")
@@ -83,16 +74,14 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
     import torch
 
     from .embed import Embedder
-    from .inference import keep_weights_in
 
     if Path(output_file).exists() and not overwrite:
         raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
     if threads is not None:
         torch.set_num_threads(threads)
-    model = _open_model(model_dir, options_file, weight_file)
-    keep_weights_in(model, precision)  # this process's own model: no float32 copy kept beside bfloat16
-    embedder = Embedder(model, batch_size=batch_size, stateful=stateful, precision=precision,
-                        token_cache=token_cache)
+    # The embedder opens the model itself, so it keeps the weights only as the kernels read them.
+    embedder = Embedder(model_dir, options_file=options_file, weight_file=weight_file, batch_size=batch_size,
+                        stateful=stateful, precision=precision, token_cache=token_cache, tune_allocator=True)
     count = embedder.embed_file(input_file, output_file, layers=layers, overwrite=overwrite, tokenize=tokenize,
                                 show_progress_bar=not quiet)
     click.echo(f"wrote {count} lines to {output_file}", err=True)
@@ -105,22 +94,13 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def dump_token_embeddings_command(vocab_file, output_file, model_dir, options_file, weight_file, overwrite):
     """Write the context-free token vector of each VOCAB line to OUTPUT (HDF5 dataset `embedding`, (V, P))."""
-    import h5py
-    import torch
-
-    from .chars import batch_to_ids
-    from .io.atomic import atomic_path
-    from .textfile import read_lines
+    from .bundled import open_model
+    from .embed import dump_token_embeddings
 
     if Path(output_file).exists() and not overwrite:
         raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
-    words = read_lines(vocab_file)
-    model = _open_model(model_dir, options_file, weight_file)
-    with torch.inference_mode():
-        vectors = model.token_encoder(batch_to_ids([words])[0]) if words else torch.zeros(0, model.config.projection_dim)
-    with atomic_path(output_file) as temporary, h5py.File(temporary, "w") as h5:
-        h5.create_dataset("embedding", data=vectors.float().numpy())
-    click.echo(f"wrote {len(words)} token vectors to {output_file}", err=True)
+    count = dump_token_embeddings(vocab_file, output_file, open_model(model_dir, options_file, weight_file), overwrite)
+    click.echo(f"wrote {count} token vectors to {output_file}", err=True)
 
 
 @cli.command("convert")
@@ -131,20 +111,11 @@ def dump_token_embeddings_command(vocab_file, output_file, model_dir, options_fi
 @click.option("--overwrite", is_flag=True, help="Replace files in --out.")
 def convert_command(model_dir, options_file, weight_file, target, out_dir, overwrite):
     """Convert a model between the AllenNLP/bilm-tf files and this project's model folder."""
-    from .io import save_allennlp_weights, save_pretrained
+    from .bundled import open_model
+    from .io.convert import convert_model
 
-    model = _open_model(model_dir, options_file, weight_file)
-    out = Path(out_dir)
-    names = ["config.json", "model.safetensors"] if target == "folder" else ["options.json", "weights.hdf5"]
-    existing = [name for name in names if (out / name).exists()]
-    if existing and not overwrite:
-        raise ElmoError(f"{out / existing[0]}: exists; pass --overwrite to replace it")
-    out.mkdir(parents=True, exist_ok=True)
-    if target == "folder":
-        save_pretrained(model, out)
-    else:
-        save_allennlp_weights(model.config, model.state_dict(), out / "options.json", out / "weights.hdf5")
-    click.echo(f"wrote {', '.join(str(out / name) for name in names)}", err=True)
+    files = convert_model(open_model(model_dir, options_file, weight_file), target, out_dir, overwrite)
+    click.echo(f"wrote {', '.join(str(path) for path in files)}", err=True)
 
 
 @cli.command("info")
@@ -153,29 +124,9 @@ def convert_command(model_dir, options_file, weight_file, target, out_dir, overw
 @click.option("--weights", "weight_file", type=click.Path(dir_okay=False), help="AllenNLP/bilm-tf weights.hdf5.")
 def info_command(model_dir, options_file, weight_file):
     """Describe a model: sizes, parameter count, output layers (the bundled model by default)."""
-    model = _open_model(model_dir, options_file, weight_file)
-    if model_dir is None and options_file is None and weight_file is None:  # as _open_model decides
-        from .bundled import bundled_model_path
+    from .info import model_info
 
-        model_dir = f"{bundled_model_path()} (bundled)"
-    config = model.config
-    encoder = sum(p.numel() for p in model.token_encoder.parameters())
-    lstm = sum(p.numel() for p in model.lstm.parameters())
-    softmax = sum(p.numel() for p in model.softmax.parameters()) if model.softmax is not None else 0
-    rows = [
-        ("model", str(model_dir or weight_file)),
-        ("character CNN", f"char dim {config.char_embed_dim}, {len(config.filters)} filters, "
-                          f"{config.n_filters} features, {config.activation}"),
-        ("highway layers", str(config.n_highway)),
-        ("LSTM", f"{config.n_layers} layers x 2 directions, cell {config.lstm_dim}, projection "
-                 f"{config.projection_dim}, skip connections {'yes' if config.use_skip_connections else 'no'}"),
-        ("clips", f"cell {config.cell_clip or 'none'}, projection {config.proj_clip or 'none'}"),
-        ("output", f"{config.n_output_layers} layers of width {config.output_dim}"),
-        ("parameters", f"{encoder + lstm:,} (token encoder {encoder:,}, LSTMs {lstm:,})"),
-        ("softmax", f"{model.softmax.out_features:,} words, {softmax:,} parameters" if softmax else "none"),
-        ("bfloat16 here", "faster than float32 (AMX or AMD AVX-512 BF16)" if bfloat16_is_fast()
-                          else "likely no faster than float32 (no AMX, no AMD AVX-512 BF16): use float32"),
-    ]
+    rows = model_info(model_dir, options_file, weight_file)
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         click.echo(f"{name:<{width}}  {value}")
@@ -350,32 +301,23 @@ def task_evaluate_command(head_dir, test_file, model_dir, options_file, weight_f
               help="Only this layer (repeatable; default: all, 0 = token encoder).")
 @click.option("--same-word", is_flag=True, help="Only occurrences of the same word: its senses across sentences.")
 @click.option("--tokenize", is_flag=True, help="Split the sentence and the reference lines with the built-in tokenizer.")
+@click.option("--export-projector", "projector_dir", type=click.Path(file_okay=False),
+              help="Also write TensorBoard projector files (tensors.tsv, metadata.tsv) of every reference token "
+                   "and the query word, at the first --layer (default: the top layer).")
 def neighbors_command(sentence, word, reference_file, model_dir, options_file, weight_file, k, layers, same_word,
-                      tokenize):
+                      tokenize, projector_dir):
     """Nearest tokens in context to WORD of SENTENCE, among the tokens of --reference, per layer.
 
     Cosine similarity of the contextual vectors. Layer 0 (the token encoder) ignores context;
     higher layers show which uses of a word the model finds alike.
     """
+    from .bundled import open_model
     from .embed import Embedder
-    from .neighbors import ContextIndex, find_word
-    from .textfile import read_lines
+    from .neighbors import neighbors_in_file
 
-    if tokenize:
-        from .tokenize import tokenize as split
-    else:
-        split = str.split
-    tokens = split(sentence)
-    if not tokens:
-        raise ElmoError("--sentence is empty")
-    position = find_word(tokens, word)
-    lines = read_lines(reference_file)
-    kept = [(number, split(line)) for number, line in enumerate(lines, start=1) if line.strip()]
-    if not kept:
-        raise ElmoError(f"{reference_file}: no reference sentences")
-    embedder = Embedder(_open_model(model_dir, options_file, weight_file))
-    index = ContextIndex(embedder, [reference for _, reference in kept])
-    results = index.query(tokens, position, k=k, layers=list(layers) or None, same_word=same_word)
+    report = neighbors_in_file(Embedder(open_model(model_dir, options_file, weight_file)), sentence, word,
+                               reference_file, k=k, layers=layers, same_word=same_word, tokenize=tokenize)
+    tokens, position, results = report.tokens, report.position, report.results
     click.echo(f"query: {' '.join(tokens[:position] + [f'[{tokens[position]}]'] + tokens[position + 1:])}")
     for neighbours in results:
         layer = neighbours[0].layer if neighbours else None
@@ -384,9 +326,18 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
         name = "token encoder, no context" if layer == 0 else f"LSTM layer {layer}"
         click.echo(f"\nlayer {layer} ({name}):")
         for rank, neighbour in enumerate(neighbours, start=1):
-            click.echo(f"  {rank}. {neighbour.score:.3f}  line {kept[neighbour.sentence][0]}: {neighbour.context()}")
+            click.echo(f"  {rank}. {neighbour.score:.3f}  line {report.line_numbers[neighbour.sentence]}: "
+                       f"{neighbour.context()}")
     if not any(results):
         click.echo("no candidate tokens in the reference set" + (" (none is the same word)" if same_word else ""))
+    if projector_dir is not None:
+        from .projector import export_projector
+
+        layer = layers[0] if layers else report.index.n_layers - 1
+        rows = export_projector(report.index, projector_dir, layer, lines=report.line_numbers,
+                                query=(report.query_layers, tokens, position))
+        click.echo(f"wrote {rows} rows (layer {layer}) to {Path(projector_dir) / 'tensors.tsv'} and metadata.tsv",
+                   err=True)
 
 
 def _require_extra(module: str, extra: str, command: str) -> None:
@@ -410,13 +361,17 @@ def _require_extra(module: str, extra: str, command: str) -> None:
 @click.option("--max-request-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True,
               help="Refuse (413) larger request bodies.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the model.")
+@click.option("--token-cache", is_flag=True,
+              help="Keep each word's context-free vector across requests (up to 50,000 words): the character CNN "
+                   "runs once per word for the server's life. Vectors then agree with `encode` to ~1e-6, not bit "
+                   "for bit.")
 @click.option("--reference", "reference_file", type=click.Path(dir_okay=False),
               help="Serve the exploration page at / over these sentences (one per line, tokens separated by "
                    "spaces; an optional TAB and label colours the plot).")
 @click.option("--head", "head_dir", type=click.Path(file_okay=False),
               help="A trained task head (elmo task train) whose layer weights the page shows.")
 def serve_command(model_dir, options_file, weight_file, host, port, max_batch_tokens, max_wait_ms,
-                  max_request_tokens, max_request_bytes, threads, reference_file, head_dir):
+                  max_request_tokens, max_request_bytes, threads, token_cache, reference_file, head_dir):
     """Serve the model over HTTP: POST /v1/embeddings (OpenAI-compatible sentence vectors), POST /embed
     (token vectors), GET /healthz, GET /info; with --reference, an exploration page at /. Concurrent
     requests are micro-batched; SIGTERM stops the service after answering the requests in flight."""
@@ -424,6 +379,7 @@ def serve_command(model_dir, options_file, weight_file, host, port, max_batch_to
     _require_extra("uvicorn", "serve", "elmo serve")
     import torch
 
+    from .bundled import open_model
     from .embed import Embedder
     from .serve import Explorer, ServeSettings, serve
 
@@ -433,7 +389,7 @@ def serve_command(model_dir, options_file, weight_file, host, port, max_batch_to
     settings = ServeSettings(max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
                              max_request_tokens=max_request_tokens, max_request_bytes=max_request_bytes,
                              model_name=name)
-    embedder = Embedder(_open_model(model_dir, options_file, weight_file))
+    embedder = Embedder(open_model(model_dir, options_file, weight_file), token_cache=token_cache)
     if head_dir is not None and reference_file is None:
         raise ElmoError("--head is shown on the exploration page: give --reference too")
     explorer = Explorer(embedder, reference_file, head_dir) if reference_file else None
@@ -449,11 +405,12 @@ def export_onnx_command(model_dir, output_file, overwrite):
     `batch_to_ids`, outputs `layers` (batch, L+1, tokens, 2P) float32 and `mask` (batch, tokens). Batch and
     length are dynamic; each LSTM layer's time loop is an ONNX Scan."""
     _require_extra("onnx", "onnx", "elmo export-onnx")
+    from .bundled import open_model
     from .onnx_export import export_onnx
 
     if Path(output_file).exists() and not overwrite:
         raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
-    model = _open_model(None if model_dir == "bundled" else model_dir, None, None)
+    model = open_model(None if model_dir == "bundled" else model_dir)
     export_onnx(model, output_file)
     click.echo(f"wrote {output_file}", err=True)
 
@@ -527,12 +484,13 @@ def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_
     \b
     elmo train --train 'corpus/*.txt' --vocab vocab.txt --config small --out run/ --valid dev.txt
     elmo train --out run/ --resume
-    torchrun --nproc_per_node=4 -m elmo_lm.training.loop --train ... (the same options; data parallel)
+    torchrun --nproc_per_node=4 -m elmo_lm train --train ... (the same options; data parallel)
 
     The run folder gets run.json, vocab.txt, checkpoint.pt, metrics.jsonl and learning_curves.png;
     `elmo export` turns it into a model folder.
     """
-    from .training.loop import parse_overrides, run_arguments, train
+    from .training.loop import train
+    from .training.run_folder import parse_overrides, run_arguments
 
     options = parse_overrides(overrides)
     if tokenize:
@@ -542,7 +500,7 @@ def train_command(train_data, vocab_file, config_name, out_dir, valid_data, max_
             options[key] = value
     arguments = run_arguments(out_dir, resume, config_name, train_data, vocab_file, valid_data, init, init_options,
                               options)
-    train(out_dir=out_dir, device=None if device == "auto" else device, quiet=quiet, **arguments)
+    train(out_dir=out_dir, device=None if device == "auto" else device, quiet=quiet, tune_allocator=True, **arguments)
 
 
 @cli.command("evaluate")
@@ -562,21 +520,10 @@ def evaluate_command(model_dir, data, vocab_file, mode, batch_size, unroll_steps
     """Forward, backward and average perplexity of a model on a corpus (full softmax)."""
     import json
 
-    from .training.evaluate import evaluate
-    from .vocab import Vocabulary
+    from .training.evaluate import evaluate_folder
 
-    folder = Path(model_dir)
-    if (folder / "checkpoint.pt").is_file() and (folder / "run.json").is_file():
-        from .training.export import load_run_model
-
-        model = load_run_model(folder)
-    else:
-        model = _open_model(model_dir, None, None)
-    vocab_path = Path(vocab_file) if vocab_file else folder / "vocab.txt"
-    if not vocab_path.is_file():
-        raise ElmoError(f"{vocab_path}: vocabulary not found; name the model's vocabulary with --vocab")
     modes = ("stateless", "stateful") if mode == "both" else (mode,)
-    results = evaluate(model, data, Vocabulary.load(vocab_path), modes, batch_size, unroll_steps, tokenize)
+    results = evaluate_folder(model_dir, data, vocab_file, modes, batch_size, unroll_steps, tokenize)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return

@@ -8,15 +8,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .chars import MAX_CHARS
+from .chars import MAX_CHARS, N_CHARS, N_RAW_CHARS
 from .errors import ElmoError
 from .textfile import read_json_object
 
-TRAINING_ONLY_KEYS = (
-    "bidirectional", "dropout", "all_clip_norm_val", "n_epochs", "n_train_tokens", "batch_size",
-    "n_tokens_vocab", "unroll_steps", "n_negative_samples_batch", "learning_rate",
-    "share_embedding_softmax", "sample_softmax",
-)
+BILM_TF_TRAINING_KEYS: dict[str, str | None] = {
+    "bidirectional": None,  # always true here
+    "dropout": "dropout",
+    "batch_size": "batch_size",
+    "unroll_steps": "unroll_steps",
+    "n_tokens_vocab": None,  # the vocabulary's size
+    "n_negative_samples_batch": "n_negative_samples",
+    "sample_softmax": None,  # whether the sampled softmax was used (`softmax: auto` decides by size)
+    "learning_rate": "learning_rate",
+    "all_clip_norm_val": "clip_norm",
+    "n_epochs": "epochs",
+    "n_train_tokens": None,  # a fact about the corpus
+    "share_embedding_softmax": None,  # never shared here
+}
+"""The training keys of a bilm-tf `options.json`, each with the `TrainConfig` field it means (None:
+no field). Inference ignores them (`ModelConfig.extra` keeps them); `TrainConfig.from_dict` reads
+them; `training.export.bilm_tf_options` writes them, in this order."""
+
+TRAINING_ONLY_KEYS = tuple(BILM_TF_TRAINING_KEYS)
 """Top-level options.json keys that inference ignores (kept in `ModelConfig.extra`)."""
 
 
@@ -103,13 +117,13 @@ class ModelConfig:
             raise ElmoError(f"{source}: missing key {missing.args[0]!r}") from None
         except (TypeError, ValueError) as bad:
             raise ElmoError(f"{source}: malformed options ({bad})") from None
-        n_characters = cnn.get("n_characters", 262)
-        if n_characters not in (261, 262):
-            raise ElmoError(f"{source}: char_cnn.n_characters must be 261 or 262, not {n_characters}")
+        n_characters = cnn.get("n_characters", N_CHARS)
+        if n_characters not in (N_RAW_CHARS, N_CHARS):
+            raise ElmoError(f"{source}: char_cnn.n_characters must be {N_RAW_CHARS} or {N_CHARS}, not {n_characters}")
         return config
 
     def to_options(self) -> dict[str, Any]:
-        """The options dict in the AllenNLP/bilm-tf layout (inference form, `n_characters` 262)."""
+        """The options dict in the AllenNLP/bilm-tf layout (`n_characters` `N_CHARS`, as bilm-tf's training writes)."""
         lstm: dict[str, Any] = {
             "dim": self.lstm_dim,
             "projection_dim": self.projection_dim,
@@ -128,7 +142,7 @@ class ModelConfig:
             "n_highway": self.n_highway,
             "activation": self.activation,
             "max_characters_per_token": self.max_characters_per_token,
-            "n_characters": 262,
+            "n_characters": N_CHARS,
         }
         return options
 

@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .corpus_embed import CorpusSettings, ModelSpec, Shard, ShardWriter
+from .corpus_shards import CorpusSettings, ModelSpec, Shard, ShardWriter
 
 
 class _ShardActor:

@@ -15,6 +15,8 @@ from torch import nn
 
 from .chars import batch_to_ids
 from .errors import ElmoError
+from .cpu_features import choose_precision
+from .inference import PRECISIONS, use_precision
 from .model import ElmoBiLM
 from .state import RowStates
 
@@ -112,20 +114,22 @@ class Elmo(nn.Module):
             stateful: carry LSTM state per batch row between calls (the reference behaviour).
             precision: "float32", or "bfloat16" matmuls in the language model (needs
                 `requires_grad=False`; about 3 significant digits, about twice as fast on CPUs
-                with bfloat16 instructions).
+                with AMX or AMD's AVX-512 BF16; float32, with a RuntimeWarning, on a CPU
+                without bfloat16 instructions).
         """
         super().__init__()
-        if precision not in ("float32", "bfloat16"):
+        if precision not in PRECISIONS:
             raise ElmoError(f"precision must be 'float32' or 'bfloat16', not {precision!r}")
         if precision != "float32" and requires_grad:
             raise ElmoError("precision='bfloat16' is for a frozen language model: use requires_grad=False")
-        self._precision = precision
         if module is None:
             from .io import load_model
 
             module = load_model(options_file) if weight_file is None else load_model(
                 options_file=options_file, weight_file=weight_file)
         self._elmo_lstm = module
+        # float32 on a CPU without bfloat16 instructions (with a warning)
+        self._precision = choose_precision(precision, module.lstm.bias[0].device.type)
         for parameter in module.parameters():
             parameter.requires_grad_(requires_grad)
         self._requires_grad = requires_grad
@@ -141,9 +145,9 @@ class Elmo(nn.Module):
         self._word_cache: torch.Tensor | None = None
         if vocab_to_cache is not None:
             # Row 0 of word_inputs is padding; the boundary vectors are appended after the words.
-            with torch.no_grad():
+            with torch.no_grad(), use_precision(self._precision):
                 ids = batch_to_ids([list(vocab_to_cache) + ["<S>", "</S>"]])[0]  # (V+2, 50)
-                self._word_cache = module.token_encoder(ids, precision).detach()  # (V+2, P)
+                self._word_cache = module.token_encoder(ids).detach()  # (V+2, P)
 
     def get_output_dim(self) -> int:
         """Width of each representation: 2P."""
@@ -174,7 +178,8 @@ class Elmo(nn.Module):
         else:
             batch = inputs.shape[0]
             initial = self._states.initial(model.lstm, batch, model.lstm.bias[0]) if self._states else None
-            output = model(inputs, state=initial, keep_boundaries=True, precision=self._precision)
+            with use_precision(self._precision):
+                output = model(inputs, state=initial, keep_boundaries=True)
             if self._states is not None:
                 self._states.update(output.state)
             layers, mask = output.layers, output.mask  # (B, L+1, T+2, 2P), (B, T+2)
@@ -200,7 +205,8 @@ class Elmo(nn.Module):
         tokens[torch.arange(B), lengths + 1] = cache[-1]
         wrapped_mask = torch.arange(T + 2)[None, :] < (lengths + 2)[:, None]  # (B, T+2)
         initial = self._states.initial(model.lstm, B, tokens) if self._states else None
-        output = model.contextualize(tokens, wrapped_mask, initial, keep_boundaries=True, precision=self._precision)
+        with use_precision(self._precision):
+            output = model.contextualize(tokens, wrapped_mask, initial, keep_boundaries=True)
         if self._states is not None:
             self._states.update(output.state)
         return output.layers, output.mask

@@ -13,7 +13,6 @@ the embedder's life, `token_cache`), and the model's inference kernels (`elmo_lm
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -24,10 +23,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .allocator import release_free_memory, return_large_blocks
-from .chars import BOS_TOKEN, EOS_TOKEN, tokens_to_ids
+from .bundled import open_model
+from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids, tokens_to_ids
+from .cpu_features import choose_precision
 from .errors import ElmoError
-from .inference import PRECISIONS, keep_weights_in
-from .inference.cpu_features import SLOW_BFLOAT16_WARNING, bfloat16_is_fast
+from .inference import PRECISIONS, keep_weights_in, use_precision
 from .io.atomic import atomic_path
 from .model import ElmoBiLM
 from .state import RowStates
@@ -66,6 +66,7 @@ class Embedder:
         device: str | torch.device = "cpu",
         precision: str = "float32",
         token_cache: bool | int = False,
+        tune_allocator: bool = False,
     ) -> None:
         """Args:
             model: a loaded `ElmoBiLM`, a model folder, or None for the bundled model.
@@ -76,26 +77,24 @@ class Embedder:
             precision: "float32" (exact) or "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: up to twice as fast on CPUs with AMX or AMD's AVX-512 BF16, no faster
                 elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999).
+                On a CPU without bfloat16 instructions (AVX2 only) it runs float32, with a
+                RuntimeWarning; `self.precision` tells which runs.
                 A model the embedder loads itself then keeps its weight matrices in bfloat16 (half
                 the memory). Such a model, in either precision, is for inference only.
             token_cache: keep each token string's context-free vector across batches (True for up
                 to 50,000 tokens, or the number to keep); exact, it saves the character CNN.
+            tune_allocator: in float32, fix glibc's mmap and trim thresholds for this whole process
+                (`allocator.return_large_blocks`: about 40 MB less peak memory for the small model,
+                same speed). Off by default, as it changes the host process; `elmo embed` turns it on.
         """
         if precision not in PRECISIONS:
             raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        if precision == "bfloat16" and torch.device(device).type == "cpu" and not bfloat16_is_fast():
-            warnings.warn(SLOW_BFLOAT16_WARNING, RuntimeWarning, stacklevel=2)
+        precision = choose_precision(precision, torch.device(device).type)  # float32 on a CPU without bfloat16
         if not isinstance(model, ElmoBiLM):
-            from .io import load_model
-
-            if model is None and options_file is None:
-                from .bundled import bundled_model_path
-
-                model = bundled_model_path()
-            model = load_model(model, options_file, weight_file).to(device)
+            model = open_model(model, options_file, weight_file).to(device)
             keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies
             release_free_memory()  # the loading's temporaries
-        if precision == "float32":
+        if tune_allocator and precision == "float32":
             return_large_blocks()  # bounds the freed memory glibc keeps (see elmo_lm.allocator)
         if model.lstm.bias[0].device != torch.device(device):
             model = model.to(device)
@@ -123,8 +122,9 @@ class Embedder:
         initial = None
         if self.stateful:
             initial = self._states.initial(self.model.lstm, len(token_lists), self.model.lstm.bias[0])
-        output = self.model.contextualize_indexed(vectors, index, mask, state=initial, precision=self.precision,
-                                                  return_state=self.stateful)
+        with use_precision(self.precision):
+            output = self.model.contextualize_indexed(vectors, index, mask, state=initial,
+                                                      return_state=self.stateful)
         del vectors, index, mask
         if self.stateful:
             self._states.update(output.state)
@@ -153,7 +153,8 @@ class Embedder:
     def _encode_strings(self, tokens: list[str]) -> torch.Tensor:
         """Context-free vectors `(len(tokens), P)` of token strings."""
         char_ids = torch.from_numpy(tokens_to_ids(tokens)).to(self.device)  # (U, 50)
-        return self.model.token_encoder(char_ids, self.precision)
+        with use_precision(self.precision):
+            return self.model.token_encoder(char_ids)  # (U, P)
 
     def embed_sentence(self, sentence: Sentence) -> np.ndarray:
         """All layers `(L+1, n, 2P)` of one sentence (a token list, or a string to tokenize)."""
@@ -269,6 +270,24 @@ class Embedder:
             h5.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype(),
                               data=[json.dumps(sentence_to_index, ensure_ascii=False)])
         return len(lines)
+
+
+def dump_token_embeddings(vocab_file: str | Path, output_file: str | Path, model: ElmoBiLM,
+                          overwrite: bool = False) -> int:
+    """Write the context-free token vector of each line of `vocab_file` to `output_file` (HDF5 dataset
+    `embedding`, `(V, P)` float32, written atomically); returns V.
+
+    Raises:
+        ElmoError: the output exists and not `overwrite`; the vocabulary file is not valid UTF-8 text.
+    """
+    if Path(output_file).exists() and not overwrite:
+        raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
+    words = read_lines(vocab_file)
+    with torch.inference_mode():
+        vectors = model.token_encoder(batch_to_ids([words])[0]) if words else torch.zeros(0, model.config.projection_dim)
+    with atomic_path(output_file) as temporary, h5py.File(temporary, "w") as h5:
+        h5.create_dataset("embedding", data=vectors.float().numpy())  # (V, P)
+    return len(words)
 
 
 def sentence_vector(chosen: np.ndarray, layers: Layers) -> np.ndarray:

@@ -12,26 +12,25 @@ so that the released weights load with no permutation and round-trip bit-exactly
 forget bias of TensorFlow's LSTMCell is added in `LstmpStack.step`, not stored.
 
 Two ways through the same model: the autograd path (training, or whenever a tensor involved
-requires grad) runs the plain per-step code; inference (nothing requires grad) runs the packed
-kernels of `elmo_lm.inference`, which compute the same function with less work and memory
-(`tests/test_speed_paths.py` checks that both agree), optionally with bfloat16 matmuls.
+requires grad) runs the plain per-step code here; inference (nothing requires grad) goes through
+one seam, `elmo_lm.inference`, whose packed kernels compute the same function with less work and
+memory (`tests/test_speed_paths.py` checks that both agree). The kernels never import this file:
+the types both sides use are in `bilm_types.py`. The matmul precision of the kernels (bfloat16 is
+an option) is chosen by the caller around a call (`inference.use_precision`), not passed here.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .chars import BOS_IDS, EOS_IDS, N_CHARS
+from .chars import BOS_IDS, EOS_IDS, N_CHARS, PAD_CHAR
+from . import inference  # the one seam to the fast kernels, taken whenever nothing needs gradients
+from .bilm_types import FORGET_BIAS, BiLMOutput, LstmState
 from .config import ModelConfig
-from .inference import contextualize_inference, encode_tokens_inference, needs_autograd, plan_runs, run_packed
-from .inference.char_cnn import PAD_ID, content_extent
 
-FORGET_BIAS = 1.0
-"""Added to the forget gate's pre-activation at every step (TensorFlow's LSTMCell default)."""
+__all__ = ["BiLMOutput", "ElmoBiLM", "FORGET_BIAS", "LstmState", "LstmpStack", "TokenEncoder"]
 
 ENCODER_CHUNK_BYTES = 16 * 2**20
 """Upper bound on the convolution activations the token encoder holds at once."""
@@ -40,20 +39,18 @@ GROUP_EXTENTS = (8, 12, 20)
 """Training: tokens are grouped by the slots their characters fill (up to 8, 12, 20, more), one convolution
 call per group and filter width: few calls, and most tokens read 8 + 5 slots instead of 50."""
 
-LSTM_CHUNK_BYTES = 64 * 2**20
-"""Upper bound on the precomputed input projection the LSTM holds at once (training)."""
+PAD_ID = PAD_CHAR + 1
+"""The character id of padding inside a token (after the +1 shift)."""
 
-INFERENCE_LSTM_CHUNK_BYTES = 24 * 2**20
-"""The same bound for inference, where it is most of the working memory: one direction's gates at
-a time (256 rows of the original model's, or its layer-0 gates for up to 384 distinct tokens of
-a batch; 16 MB left the distinct-token shortcut unused in the bench's longer batches and ran
-about 8% slower on the original model, measured on 2 cores of a Xeon)."""
+LSTM_CHUNK_BYTES = 64 * 2**20
+"""Upper bound on the precomputed input projection the LSTM holds at once (training; inference has
+its own, `inference.packed_lstm.INFERENCE_LSTM_CHUNK_BYTES`)."""
 
 
 def low_precision_matmul(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """`torch.bmm`/`torch.matmul` of `a` and `b` with the product in `dtype` (bfloat16 on CPUs with native
-    bfloat16 dot products), the result back in float32; plain float32 when `dtype` is float32. Used by
-    the training path: the master weights stay float32 and receive float32 gradients."""
+    """`torch.matmul` of `a` and `b` with the product in `dtype` (bfloat16 on CPUs with native bfloat16 dot
+    products), the result back in float32; plain float32 when `dtype` is float32. For the training path: the
+    master weights stay float32 and receive float32 gradients."""
     if dtype == torch.float32:
         return torch.matmul(a, b)
     return torch.matmul(a.to(dtype), b.to(dtype)).float()
@@ -68,11 +65,19 @@ def low_precision_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return out if bias is None else out + bias
 
 
+def _content_extent(char_ids: torch.Tensor) -> torch.Tensor:
+    """`(N,)`: the slots of each token `(N, S)` up to its last non-padding character."""
+    positions = torch.arange(1, char_ids.shape[1] + 1, device=char_ids.device)  # (S,)
+    return ((char_ids != PAD_ID) * positions).amax(dim=1).clamp_(min=1)  # (N,)
+
+
 def _is_meta(device: torch.device | str | None) -> bool:
     return device is not None and torch.device(device).type == "meta"
 
 
-def _autograd_only(precision: str) -> None:
+def _autograd_only() -> None:
+    """Refuse the autograd path inside a bfloat16 `inference.use_precision` block."""
+    precision = inference.current_precision()
     if precision != "float32":
         raise ValueError(f"precision={precision!r} is for inference: run under torch.no_grad() or "
                          "torch.inference_mode() with parameters that do not require grad")
@@ -84,7 +89,7 @@ class TokenEncoder(nn.Module):
     def __init__(self, config: ModelConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.config = config
-        # Row 0 marks a padding token (all-zero char ids); rows 1..261 are raw ids 0..260.
+        # Row 0 marks a padding token (all-zero char ids); rows 1..N_RAW_CHARS are the raw ids 0..260.
         # On the meta device (a model to load weights into) nothing is initialised: nn.Embedding's
         # random init there would import torch._dynamo (74 MB of memory, a second of time).
         table = torch.empty(N_CHARS, config.char_embed_dim, device=device) if _is_meta(device) else None
@@ -102,33 +107,30 @@ class TokenEncoder(nn.Module):
         self.matmul_dtype = torch.float32
         """Training: the dtype of the convolutions' and matmuls' products (float32 or bfloat16)."""
 
-    def forward(self, char_ids: torch.Tensor, precision: str = "float32") -> torch.Tensor:
-        """Token vectors `(N, P)` for character ids `(N, 50)`, computed in memory-bounded chunks.
-
-        `precision="bfloat16"` (inference only) runs the convolutions and matmuls in bfloat16.
-        """
-        if not needs_autograd(self):
-            return encode_tokens_inference(self, char_ids, precision, ENCODER_CHUNK_BYTES)
-        _autograd_only(precision)
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Token vectors `(N, P)` for character ids `(N, 50)`, computed in memory-bounded chunks."""
+        if not inference.needs_autograd(self):
+            return inference.encode_tokens(self, char_ids, ENCODER_CHUNK_BYTES)  # (N, P)
+        _autograd_only()
         return self._encode(char_ids)
 
     def _encode(self, char_ids: torch.Tensor) -> torch.Tensor:
         """The autograd path: each convolution only over the slots that can hold characters.
 
-        Tokens are sorted by length and cut into groups; a group's convolutions read its longest
-        token's slots plus the widest filter's reach. Every window left out starts after a token's
-        last character, so it is all padding and has one value per filter for every token: that
-        value is computed once (with its gradient) and joins the max. Equal to convolving all 50
-        slots, at a fraction of the work (most tokens fill fewer than 10).
+        Tokens are sorted by length and grouped (`GROUP_EXTENTS`); a group's convolutions read its
+        longest token's slots plus the widest filter's reach. Every window left out starts after a
+        token's last character, so it is all padding and has one value per filter for every token:
+        that value is computed once (with its gradient) and joins the max. Equal to convolving all
+        50 slots, at a fraction of the work (most tokens fill fewer than 10).
         """
         N, S = char_ids.shape
         widest = max(width for width, _ in self.config.filters)
-        extent = content_extent(char_ids)  # (N,)
+        extent = _content_extent(char_ids)  # (N,)
         order = torch.argsort(extent)  # (N,), shortest first
         extents = extent[order].tolist()
         pad = self.char_embedding(char_ids.new_full((1, widest), PAD_ID)).transpose(1, 2)  # (1, e, widest)
         padding = [self._convolve(conv, pad)[:, :, 0] for conv in self.convolutions]  # each (1, n_i): all padding
-        per_slot = 4 * sum(count for _, count in self.config.filters)  # bytes of conv output per slot
+        per_slot = 4 * self.config.n_filters  # bytes of convolution output per slot and token
         pooled_groups = []
         start = 0
         while start < N:
@@ -163,15 +165,6 @@ class TokenEncoder(nn.Module):
         return F.conv1d(chars.to(dtype), conv.weight.to(dtype)).float() + conv.bias[:, None]
 
 
-class LstmState(NamedTuple):
-    """Recurrent state of every layer and direction."""
-
-    h: torch.Tensor
-    """(L, D, B, P): the projected output m (before any skip connection)."""
-    c: torch.Tensor
-    """(L, D, B, C): the cell."""
-
-
 class LstmpStack(nn.Module):
     """L layers of LSTM with projection for both directions; the directions never interact.
 
@@ -203,7 +196,7 @@ class LstmpStack(nn.Module):
         return LstmState(h, c)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, state: LstmState | None = None, precision: str = "float32"
+        self, x: torch.Tensor, mask: torch.Tensor, state: LstmState | None = None
     ) -> tuple[list[torch.Tensor], LstmState]:
         """Run every layer over the sequence.
 
@@ -211,17 +204,16 @@ class LstmpStack(nn.Module):
             x: `(D, B, T, P)` layer-0 input of each direction, already in reading order.
             mask: `(D, B, T)` bool, True at real positions; each row's real positions come first.
             state: initial state, zeros when None.
-            precision: "float32", or "bfloat16" matmuls (inference only).
 
         Returns:
             The output of each layer, `(D, B, T, P)` (skip connections included, values at masked
             positions unspecified), and the state after each row's last real position.
         """
-        if not needs_autograd(self, x, *(state or ())):
+        if not inference.needs_autograd(self, x, *(state or ())):
             lengths = mask.sum(dim=-1)  # (D, B)
             if torch.equal(mask, torch.arange(mask.shape[-1], device=mask.device) < lengths[..., None]):
-                return self._forward_packed(x, lengths, state, precision)
-        _autograd_only(precision)
+                return inference.run_lstm(self, x, lengths, state)
+        _autograd_only()
         batch = x.shape[1]
         if state is None:
             state = self.zero_state(batch, x)
@@ -238,26 +230,6 @@ class LstmpStack(nn.Module):
             final_c.append(c)
             layer_input = output
         return outputs, LstmState(torch.stack(final_h), torch.stack(final_c))
-
-    def _forward_packed(
-        self, x: torch.Tensor, lengths: torch.Tensor, state: LstmState | None, precision: str
-    ) -> tuple[list[torch.Tensor], LstmState]:
-        """`forward` without autograd, through the packed kernels of `elmo_lm.inference`."""
-        D, B, T, P = x.shape
-        L = self.config.n_layers
-        grid = x.new_zeros(B, L + 1, T, 2 * P)  # (B, L+1, T, 2P): layer 0 the input, then each output
-        grid[:, 0, :, :P] = x[0]
-        grid[:, 0, :, P:] = x[1]
-        flat = grid.view(-1, 2 * P)  # (B*(L+1)*T, 2P)
-        if torch.equal(lengths[0], lengths[1]):
-            plan = plan_runs(lengths[0], (L + 1) * T, (False, False))
-            final = run_packed(self, flat, plan, T, state, precision, INFERENCE_LSTM_CHUNK_BYTES)
-        else:  # each direction with its own lengths
-            finals = [run_packed(self, flat, plan_runs(lengths[d], (L + 1) * T, (False,)), T, state, precision,
-                                 INFERENCE_LSTM_CHUNK_BYTES, directions=(d,)) for d in range(D)]
-            final = LstmState(torch.cat([f.h for f in finals], dim=1), torch.cat([f.c for f in finals], dim=1))
-        outputs = [torch.stack([grid[:, layer, :, :P], grid[:, layer, :, P:]]) for layer in range(1, L + 1)]
-        return outputs, final  # each output (D, B, T, P)
 
     def _run_layer(
         self, layer: int, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor, c: torch.Tensor
@@ -295,7 +267,10 @@ class LstmpStack(nn.Module):
     def step(
         self, layer: int, gates_from_input: torch.Tensor, h: torch.Tensor, c: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One LSTMP step of one layer for both directions.
+        """One LSTMP step of one layer for both directions: the reference math.
+
+        The inference kernels compute the same step in place, one direction and the rows still
+        running at a time: `inference.packed_lstm._step` (equal by `tests/test_speed_paths.py`).
 
         Args:
             gates_from_input: `(D, B, 4C)`, `x_t @ W_x + b`.
@@ -311,18 +286,6 @@ class LstmpStack(nn.Module):
         if self.config.proj_clip:
             h = h.clamp(-self.config.proj_clip, self.config.proj_clip)
         return h, c
-
-
-class BiLMOutput(NamedTuple):
-    """What `ElmoBiLM.forward` returns."""
-
-    layers: torch.Tensor
-    """(B, L+1, T, 2P): layer 0 = [token ; token], layer j = [forward_j ; backward_j]; zero at padding."""
-    mask: torch.Tensor
-    """(B, T) bool: True at real tokens."""
-    state: LstmState | None
-    """State after each row's last position: forward after `</S>`, backward after `<S>`; None when
-    the caller passed `return_state=False`."""
 
 
 def add_sentence_boundaries(char_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -379,9 +342,7 @@ class ElmoBiLM(nn.Module):
         nn.init.normal_(self.softmax.weight, std=1.0 / self.config.projection_dim**0.5)
         nn.init.zeros_(self.softmax.bias)
 
-    def encode_tokens(
-        self, char_ids: torch.Tensor, mask: torch.Tensor | None = None, precision: str = "float32"
-    ) -> torch.Tensor:
+    def encode_tokens(self, char_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Token vectors `(..., P)` for character ids `(..., 50)`, each distinct token computed once.
 
         Positions where `mask` is False (padding) get zeros.
@@ -393,7 +354,7 @@ class ElmoBiLM(nn.Module):
         if flat.shape[0] == 0:
             return vectors
         distinct, which = torch.unique(flat, dim=0, return_inverse=True)  # (U, 50), (N,)
-        vectors[mask] = self.token_encoder(distinct, precision)[which]  # (N, P)
+        vectors[mask] = self.token_encoder(distinct)[which]  # (N, P)
         return vectors  # (..., P)
 
     def forward(
@@ -402,7 +363,6 @@ class ElmoBiLM(nn.Module):
         state: LstmState | None = None,
         keep_boundaries: bool = False,
         *,
-        precision: str = "float32",
         return_state: bool = True,
     ) -> BiLMOutput:
         """All L+1 output layers for a batch of sentences.
@@ -411,21 +371,19 @@ class ElmoBiLM(nn.Module):
             char_ids: `(B, T, 50)` from `batch_to_ids` (no boundaries; padding tokens all zero).
             state: initial LSTM state (zeros when None: every sentence starts fresh).
             keep_boundaries: keep the `<S>` and `</S>` positions in the output (T+2 positions).
-            precision: "float32" (exact), or "bfloat16" matmuls (inference only; about 3
-                significant digits).
             return_state: False lets inference skip work that only the final state needs.
         """
         mask = (char_ids > 0).any(dim=-1)  # (B, T)
         chars, wrapped_mask = add_sentence_boundaries(char_ids, mask)  # (B, T+2, 50), (B, T+2)
-        if needs_autograd(self, *(state or ())):
-            tokens = self.encode_tokens(chars, wrapped_mask, precision)  # (B, T+2, P)
+        if inference.needs_autograd(self, *(state or ())):
+            tokens = self.encode_tokens(chars, wrapped_mask)  # (B, T+2, P)
             return self.contextualize(tokens, wrapped_mask, state, keep_boundaries)
         distinct, which = torch.unique(chars[wrapped_mask], dim=0, return_inverse=True)  # (U, 50), (N,)
         index = torch.zeros(wrapped_mask.shape, dtype=torch.long, device=char_ids.device)  # (B, T+2)
         index[wrapped_mask] = which
-        vectors = self.token_encoder(distinct, precision)  # (U, P)
+        vectors = self.token_encoder(distinct)  # (U, P)
         return self.contextualize_indexed(vectors, index, wrapped_mask, state, keep_boundaries,
-                                          precision=precision, return_state=return_state)
+                                          return_state=return_state)
 
     def contextualize(
         self,
@@ -434,7 +392,6 @@ class ElmoBiLM(nn.Module):
         state: LstmState | None = None,
         keep_boundaries: bool = False,
         *,
-        precision: str = "float32",
         return_state: bool = True,
     ) -> BiLMOutput:
         """Run both language models over token vectors that already include the boundaries.
@@ -442,14 +399,14 @@ class ElmoBiLM(nn.Module):
         Args:
             tokens: `(B, T+2, P)` token vectors of `<S> w1 .. wn </S>`, zero-padded on the right.
             mask: `(B, T+2)` bool, True at the n+2 real positions of each row.
-            precision, return_state: as in `forward`.
+            return_state: as in `forward`.
         """
-        if not needs_autograd(self, tokens, *(state or ())):
+        if not inference.needs_autograd(self, tokens, *(state or ())):
             B, T2, P = tokens.shape
             index = torch.arange(B * T2, device=tokens.device).view(B, T2)  # (B, T+2)
             return self.contextualize_indexed(tokens.reshape(B * T2, P), index, mask, state, keep_boundaries,
-                                              precision=precision, return_state=return_state)
-        _autograd_only(precision)
+                                              return_state=return_state)
+        _autograd_only()
         lengths = mask.sum(dim=1)  # (B,)
         both = torch.stack([tokens, reverse_within_length(tokens, lengths)])  # (D, B, T+2, P)
         both_mask = mask.expand(2, *mask.shape)  # (D, B, T+2)
@@ -479,7 +436,6 @@ class ElmoBiLM(nn.Module):
         state: LstmState | None = None,
         keep_boundaries: bool = False,
         *,
-        precision: str = "float32",
         return_state: bool = True,
     ) -> BiLMOutput:
         """`contextualize` for token vectors given once each: `tokens = vectors[index]`.
@@ -490,8 +446,7 @@ class ElmoBiLM(nn.Module):
                 (any valid row at padding).
             mask: `(B, T+2)` bool, True at the n+2 real positions of each row.
         """
-        if needs_autograd(self, vectors, *(state or ())):
+        if inference.needs_autograd(self, vectors, *(state or ())):
             tokens = vectors[index] * mask[..., None]  # (B, T+2, P)
-            return self.contextualize(tokens, mask, state, keep_boundaries, precision=precision)
-        return contextualize_inference(self, vectors, index, mask, state, keep_boundaries, return_state, precision,
-                                       INFERENCE_LSTM_CHUNK_BYTES)
+            return self.contextualize(tokens, mask, state, keep_boundaries)
+        return inference.contextualize(self, vectors, index, mask, state, keep_boundaries, return_state)

@@ -8,13 +8,15 @@ paper's table 4: "play" as a sports move or as a theatre piece).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .embed import Embedder
 from .errors import ElmoError
+from .textfile import read_lines
 
 SCORE_CHUNK = 65536
 """Reference tokens scored per step (bounds the float32 working memory)."""
@@ -152,6 +154,51 @@ class ContextIndex:
             results.append([Neighbor(layer, float(scores[i]), int(self.sentence_of[i]), int(self.position_of[i]),
                                      self.sentences[self.sentence_of[i]]) for i in top])
         return results
+
+
+@dataclass
+class NeighborsReport:
+    """What `neighbors_in_file` found."""
+
+    tokens: list[str]
+    """The query sentence."""
+    position: int
+    """The query word's position in it."""
+    line_numbers: list[int]
+    """1-based line of the reference file of each reference sentence (`Neighbor.sentence` indexes this)."""
+    results: list[list[Neighbor]]
+    """Per requested layer, the neighbours, best first."""
+    index: ContextIndex
+    """The embedded reference sentences (for `elmo_lm.projector`)."""
+    query_layers: np.ndarray
+    """`(L+1, n, 2P)`: the query sentence's layers."""
+
+
+def neighbors_in_file(embedder: Embedder, sentence: str, word: str, reference_file: str | Path, k: int = 5,
+                      layers: Sequence[int] | None = None, same_word: bool = False,
+                      tokenize: bool = False) -> NeighborsReport:
+    """The `k` nearest tokens in context to `word` of `sentence` among the tokens of `reference_file`
+    (one sentence per line; blank lines skipped), per layer (`elmo neighbors`).
+
+    Raises:
+        ElmoError: an empty sentence, a word not in it, a reference file without sentences.
+    """
+    split: Callable[[str], list[str]] = str.split
+    if tokenize:
+        from .tokenize import tokenize as split
+    tokens = split(sentence)
+    if not tokens:
+        raise ElmoError("--sentence is empty")
+    position = find_word(tokens, word)
+    lines = read_lines(reference_file)
+    kept = [(number, split(line)) for number, line in enumerate(lines, start=1) if line.strip()]
+    if not kept:
+        raise ElmoError(f"{reference_file}: no reference sentences")
+    index = ContextIndex(embedder, [reference for _, reference in kept])
+    query_layers = embedder.embed_sentence(tokens)  # (L+1, n, 2P)
+    results = index.nearest(query_layers, tokens, position, k=k, layers=list(layers) if layers else None,
+                            same_word=same_word)
+    return NeighborsReport(tokens, position, [number for number, _ in kept], results, index, query_layers)
 
 
 def _unit(layers: np.ndarray) -> np.ndarray:

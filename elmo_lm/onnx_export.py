@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .bilm_types import FORGET_BIAS
 from .chars import BOS_IDS, EOS_IDS
 from .io.atomic import atomic_path
-from .model import FORGET_BIAS, ElmoBiLM
+from .model import ElmoBiLM
 
 OPSET = 18
 

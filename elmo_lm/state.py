@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .model import LstmState, LstmpStack
+from .bilm_types import LstmState
+from .model import LstmpStack
 
 
 class RowStates:

@@ -465,18 +465,13 @@ def package_version_of(path: Path, package: Package) -> str:
 # --------------------------------------------------------------------------- sentences
 
 
-def load_tokenizer(wait_seconds: float = 0.0) -> tuple[Callable[[str], list[str]], Callable[[str], list[str]]]:
-    """Import (tokenize, split_sentences) from elmo_lm.tokenize, polling up to `wait_seconds` for it to appear."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            from elmo_lm.tokenize import split_sentences, tokenize
-        except ImportError as error:
-            if time.monotonic() >= deadline:
-                raise CorpusError(f"elmo_lm.tokenize is not available ({error})") from None
-            time.sleep(15)
-        else:
-            return tokenize, split_sentences
+def load_tokenizer() -> tuple[Callable[[str], list[str]], Callable[[str], list[str]]]:
+    """(tokenize, split_sentences) of elmo_lm.tokenize."""
+    try:
+        from elmo_lm.tokenize import split_sentences, tokenize
+    except ImportError as error:
+        raise CorpusError(f"elmo_lm.tokenize is not available ({error})") from None
+    return tokenize, split_sentences
 
 
 def document_sentences(
@@ -611,15 +606,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the document split and order")
     parser.add_argument("--sources", nargs="+", help=f"subset of: {', '.join(SOURCES)}")
     parser.add_argument("--max-words-per-source", type=int, default=None, help="stop each source after about N words")
-    parser.add_argument("--wait-for-tokenizer", type=float, default=0.0, metavar="SECONDS",
-                        help="poll this long for elmo_lm.tokenize to appear")
     return parser.parse_args(argv)
 
 
 def build(args: argparse.Namespace) -> dict:
     """Fetch, extract, tokenize, split and write the corpus; return the manifest."""
     names = parse_sources(args.sources)
-    tokenize, split_sentences = load_tokenizer(args.wait_for_tokenizer)
+    tokenize, split_sentences = load_tokenizer()
     downloads = args.cache / "downloads"
     args.out.mkdir(parents=True, exist_ok=True)
     documents_by_split: dict[str, list[list[str]]] = {split: [] for split in cc.SPLITS}

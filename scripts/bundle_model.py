@@ -33,8 +33,9 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from elmo_lm.bundled import BUNDLED_MODEL  # noqa: E402
 from elmo_lm.embed import Embedder  # noqa: E402
 from elmo_lm.errors import ElmoError  # noqa: E402
-from elmo_lm.training.checkpoint import CHECKPOINT_NAME, Progress, load_checkpoint  # noqa: E402
-from elmo_lm.training.export import bilm_tf_options, run_config  # noqa: E402
+from elmo_lm.training.checkpoint import Progress, load_checkpoint  # noqa: E402
+from elmo_lm.training.export import bilm_tf_options  # noqa: E402
+from elmo_lm.training.run_folder import CHECKPOINT_NAME, run_config  # noqa: E402
 from elmo_lm.io import load_model, save_pretrained  # noqa: E402
 from elmo_lm.model import ElmoBiLM  # noqa: E402
 
@@ -50,7 +51,7 @@ def folder_bytes(folder: Path) -> int:
 def checkpoint_model(run_dir: Path) -> tuple[ElmoBiLM, Progress]:
     """The model of the run's checkpoint (softmax included) and how far that checkpoint got.
 
-    As `elmo_lm.training.export.load_run_model`, but the step comes from the same read of the file: a run
+    As `elmo_lm.training.run_folder.load_run_model`, but the step comes from the same read of the file: a run
     still training may replace its checkpoint at any moment.
     """
     config = run_config(run_dir)

@@ -8,14 +8,14 @@ import torch
 torch.set_num_threads(1)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED = PROJECT_ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # copies of the reference files (see its README)
+BENCH = FIXTURES / "bench"
 ALLENNLP = FIXTURES / "allennlp"
 BILM_TF = FIXTURES / "bilm-tf"
 
 
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
-    """The reference fixtures folder (../shared/fixtures beside the project)."""
+    """The reference fixtures folder (tests/fixtures/)."""
     assert FIXTURES.is_dir(), f"reference fixtures not found at {FIXTURES}"
     return FIXTURES

@@ -1,4 +1,4 @@
-"""Golden comparisons against the reference outputs in ../shared/fixtures (rtol 1e-5, atol 1e-6)."""
+"""Golden comparisons against the reference outputs in tests/fixtures (rtol 1e-5, atol 1e-6)."""
 
 import json
 import subprocess

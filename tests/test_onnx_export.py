@@ -104,6 +104,10 @@ def test_cli_exports_the_bundled_model(tmp_path):
                             cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stderr and out.stat().st_size > 10_000_000
-    again = subprocess.run([sys.executable, "-m", "elmo_lm", "export-onnx", "bundled", str(out)],
-                           cwd=PROJECT_ROOT, capture_output=True, text=True)
-    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+
+def test_cli_refuses_to_overwrite(tmp_path, capsys):
+    from elmo_lm.cli import main
+
+    (tmp_path / "there.onnx").write_bytes(b"keep me")
+    assert main(["export-onnx", "bundled", str(tmp_path / "there.onnx")]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "there.onnx").read_bytes() == b"keep me"

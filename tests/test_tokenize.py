@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ALLENNLP, SHARED
+from conftest import ALLENNLP, BENCH
 from elmo_lm.tokenize import split_sentences, tokenize
 
 # --- tokenize: concrete cases -------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_training_corpus_round_trips_except_documented_glued_tokens():
 
 def test_bench_sentences_differ_only_by_split_clitics():
     expected_clitic = re.compile(r"(.+)(['’](?:s|t|re|ve|ll|d|m))", re.IGNORECASE)
-    for tokens in json.loads((SHARED / "bench" / "bench_sentences.json").read_text(encoding="utf-8")):
+    for tokens in json.loads((BENCH / "bench_sentences.json").read_text(encoding="utf-8")):
         expected = []
         for token in tokens:
             match = expected_clitic.fullmatch(token)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES
 from elmo_lm import vocab as vocab_module
 from elmo_lm.errors import ElmoError
 from elmo_lm.vocab import Vocabulary, build_vocabulary
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 TRAIN = FIXTURES / "bilm-tf" / "train"
 SHARDS = sorted((FIXTURES / "allennlp" / "corpus").glob("shard*"))
 

@@ -1,7 +1,9 @@
 """Inference kernels: the model's function computed with less work, used when nothing needs gradients.
 
-`elmo_lm.model` calls these whenever grad mode is off or no tensor involved requires grad; the
-autograd path there stays the plain reference (`tests/test_speed_paths.py` checks that both
+This package's face is the one seam between `elmo_lm.model` and the kernels: the model calls
+`encode_tokens`, `run_lstm` and `contextualize` whenever `needs_autograd` is False, and nothing else
+of it; the kernels never import the model (the types both use are in `elmo_lm.bilm_types`). The
+autograd path in the model stays the plain reference (`tests/test_speed_paths.py` checks that both
 agree). In float32 every trick is exact:
 
 - `char_cnn`: all convolutions as one matmul over windows of the widest width, only over the
@@ -15,19 +17,21 @@ agree). In float32 every trick is exact:
 - `bilm`: stateless sentences all start with `<S>` (forward) and `</S>` (backward) from zero
   state: that step is computed once per batch, and the boundary outputs that the caller drops
   are never computed.
-- `weights`: reused work buffers (fresh pages cost as much as a matmul over them), weights
-  converted for a precision (cached beside the module, or in place for a model of our own).
+- `matmul`: every matmul through oneDNN, or MKL's packed layout on Intel CPUs; `scratch`: reused
+  work buffers (fresh pages cost as much as a matmul over them); `weights`: weights converted for
+  a precision (cached beside the module, or in place for a model of our own).
 
-`precision="bfloat16"` (an explicit option, never the default) runs the matmuls in bfloat16 with
-the cell state, the gates and the clips in float32, the LSTM in the transposed layout in which
-bfloat16 matmuls at batch 32 run fastest; the precomputed input projection stays in bfloat16.
+Inside `use_precision("bfloat16")` (an explicit option of the entry points, never the default)
+the matmuls run in bfloat16 with the cell state, the gates and the clips in float32, the LSTM in
+the transposed layout in which bfloat16 matmuls at batch 32 run fastest; the precomputed input
+projection stays in bfloat16.
 """
 
-from .bilm import contextualize_inference
-from .char_cnn import encode_tokens_inference
-from .packed_lstm import RunPlan, plan_runs, run_packed
-from .scratch import release_scratch
-from .weights import PRECISIONS, keep_weights_in, matmul_dtype, needs_autograd
+from .bilm import contextualize_inference as contextualize
+from .char_cnn import encode_tokens_inference as encode_tokens
+from .packed_lstm import run_stack as run_lstm
+from .precision import PRECISIONS, current_precision, matmul_dtype, use_precision
+from .weights import keep_weights_in, needs_autograd
 
-__all__ = ["PRECISIONS", "RunPlan", "contextualize_inference", "encode_tokens_inference", "keep_weights_in",
-           "matmul_dtype", "needs_autograd", "plan_runs", "release_scratch", "run_packed"]
+__all__ = ["PRECISIONS", "contextualize", "current_precision", "encode_tokens", "keep_weights_in", "matmul_dtype",
+           "needs_autograd", "run_lstm", "use_precision"]

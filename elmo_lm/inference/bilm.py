@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
+from torch import nn
 
-from .packed_lstm import plan_runs, run_packed
-
-if TYPE_CHECKING:
-    from ..model import BiLMOutput, ElmoBiLM, LstmState
+from ..bilm_types import BiLMOutput, LstmState
+from .packed_lstm import INFERENCE_LSTM_CHUNK_BYTES, plan_runs, run_packed
+from .precision import current_precision
 
 GATHER_ROWS = 16384
 """Rows copied per step when filling the output's token layer (bounds the temporary)."""
@@ -50,7 +48,7 @@ def _same_boundaries(vectors: torch.Tensor, index: torch.Tensor, lengths: torch.
     return torch.equal(first, first[:1].expand_as(first)) and torch.equal(last, last[:1].expand_as(last))
 
 
-def _boundary_state(model: ElmoBiLM, first: torch.Tensor, last: torch.Tensor, precision: str,
+def _boundary_state(model: nn.Module, first: torch.Tensor, last: torch.Tensor, precision: str,
                     chunk_bytes: int) -> LstmState:
     """State `(L, 2, 1, .)` after the forward LM read `first` and the backward LM read `last` from zeros."""
     L, P = model.config.n_layers, model.config.projection_dim
@@ -61,18 +59,17 @@ def _boundary_state(model: ElmoBiLM, first: torch.Tensor, last: torch.Tensor, pr
     return run_packed(model.lstm, grid.view(-1, 2 * P), plan, 1, None, precision, chunk_bytes)
 
 
-def contextualize_inference(model: ElmoBiLM, vectors: torch.Tensor, index: torch.Tensor, mask: torch.Tensor,
+def contextualize_inference(model: nn.Module, vectors: torch.Tensor, index: torch.Tensor, mask: torch.Tensor,
                             state: LstmState | None, keep_boundaries: bool, return_state: bool,
-                            precision: str, chunk_bytes: int) -> BiLMOutput:
-    """`ElmoBiLM.contextualize` for token vectors given as rows of `vectors` and an index.
+                            chunk_bytes: int = INFERENCE_LSTM_CHUNK_BYTES) -> BiLMOutput:
+    """`ElmoBiLM.contextualize_indexed` of a `model.ElmoBiLM`, in the current precision (`use_precision`).
 
     Args:
         vectors: `(U, P)` token vectors; index: `(B, T+2)` long, the row of `vectors` at each
             position of `<S> w1 .. wn </S>` (any valid row at padding); mask: `(B, T+2)` bool.
         return_state: False allows the stateless shortcut (no final state is returned then).
     """
-    from ..model import BiLMOutput, LstmState
-
+    precision = current_precision()
     config = model.config
     L, P = config.n_layers, config.projection_dim
     B, T2 = index.shape

@@ -10,17 +10,15 @@ chunk budget; the full `(tokens, positions, filters)` activations never exist at
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..chars import PAD_CHAR
 from .matmul import linear
-from .weights import cast_weights, matmul_dtype
-
-if TYPE_CHECKING:
-    from ..model import TokenEncoder
+from .precision import current_precision, matmul_dtype
+from .weights import cast_weights
 
 PAD_ID = PAD_CHAR + 1
 """The padding character after the inference shift of +1."""
@@ -43,7 +41,7 @@ def _chunks(extents: list[int], bytes_per_token: Callable[[int], int], budget: i
         start = end
 
 
-def _window_weights(encoder: TokenEncoder, weights: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _window_weights(encoder: nn.Module, weights: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """All convolutions as one matrix over windows of the widest width, in `F.linear`'s layout
     `(F, widest * e)` (columns (tap, char dim); taps past a filter's width are zero), and the
     biases `(F,)`."""
@@ -58,9 +56,9 @@ def _window_weights(encoder: TokenEncoder, weights: dict[str, torch.Tensor]) -> 
     return torch.cat(blocks, dim=1).t().contiguous(), biases.float()
 
 
-def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, precision: str,
-                            chunk_bytes: int) -> torch.Tensor:
-    """Token vectors `(N, P)` for character ids `(N, S)`, equal to `TokenEncoder`'s autograd path.
+def encode_tokens_inference(encoder: nn.Module, char_ids: torch.Tensor, chunk_bytes: int) -> torch.Tensor:
+    """Token vectors `(N, P)` for character ids `(N, S)` from a `model.TokenEncoder`, equal to its
+    autograd path, with the matmuls in the current precision (`use_precision`).
 
     All convolutions run as one matmul over windows of the widest width (narrower filters have
     zero taps), and only over windows that start inside a chunk's longest token (tokens sorted
@@ -68,7 +66,7 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
     one value for every token, computed once. Max over windows, then the bias and activation.
     """
     config = encoder.config
-    dtype = matmul_dtype(precision)
+    dtype = matmul_dtype(current_precision())
     weights = cast_weights(encoder, dtype)
     N, S = char_ids.shape
     e, widths = config.char_embed_dim, torch.tensor([w for w, n in config.filters for _ in range(n)])  # (F,)
@@ -77,7 +75,7 @@ def encode_tokens_inference(encoder: TokenEncoder, char_ids: torch.Tensor, preci
     if N == 0:
         return output
     window_weight, bias = _window_weights(encoder, weights)  # (F, widest * e), (F,)
-    table = weights["char_embedding.weight"]  # (262, e)
+    table = weights["char_embedding.weight"]  # (N_CHARS, e)
     padding = _padding_window(table, window_weight)  # (F,)
     extent = content_extent(char_ids)  # (N,)
     order = torch.argsort(extent)  # (N,), shortest first
@@ -118,7 +116,7 @@ def _padding_window(table: torch.Tensor, window_weight: torch.Tensor) -> torch.T
     return linear(pad[None, :], window_weight)[0].float()  # (F,)
 
 
-def _highway_and_projection(encoder: TokenEncoder, weights: dict[str, torch.Tensor], features: torch.Tensor,
+def _highway_and_projection(encoder: nn.Module, weights: dict[str, torch.Tensor], features: torch.Tensor,
                             dtype: torch.dtype) -> torch.Tensor:
     """Activation, highway layers and projection of max-pooled features `(n, F)` (overwritten) -> `(n, P)`.
 

@@ -1,16 +1,15 @@
 """`x @ W.T + b` through the fastest CPU matmul path for each shape: oneDNN, and MKL on Intel CPUs.
 
-PyTorch sends float32 matmuls to MKL, which takes a slow code path on AMD CPUs: measured on an
-AMD EPYC (2 cores, AVX-512), oneDNN's linear ran 2-4x faster at every shape of the model (the
-LSTM's `(32, 512) x (512, 16384)` step: 2.7 ms against 7.7 ms in float32; the character CNN's
-windows, the highway layers) and matched or beat MKL in bfloat16. Weights are given in
-`F.linear`'s layout `(N, K)`; a contiguous one is fastest, a transposed view works too (about
-1.3x slower at batch 32). `pack` turns a weight into oneDNN's own blocked layout, a copy that is
+PyTorch sends float32 matmuls to MKL, which takes a slow code path on AMD CPUs, where oneDNN's
+linear ran 2-4x faster at every shape of the model and matched or beat MKL in bfloat16 (figures:
+`benchmarks/RESULTS-kernels.md`). Weights are given in `F.linear`'s layout `(N, K)`; a contiguous
+one is fastest, a transposed view works too (slower at batch 32). `pack` turns a weight into oneDNN's own blocked layout, a copy that is
 faster again at small batches (the per-step recurrent matmul). On Intel CPUs, `pack` gives float32
 weights MKL's packed layout instead, faster still there (see `pack`). The arithmetic is ordinary
 float32 (or bfloat16 with float32 accumulation): results differ from MKL's only by rounding.
 
-Where oneDNN is missing (another build, another device), everything falls back to `F.linear`.
+Where oneDNN is missing (another build, another device), everything falls back to `F.linear`; so
+do bfloat16 matmuls on a CPU without bfloat16 instructions (computed in float32, `cpu_features`).
 """
 
 from __future__ import annotations
@@ -20,10 +19,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .cpu_features import is_intel
+from ..cpu_features import bfloat16_runs, is_intel
 from .scratch import scratch
-
-_ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 
 ROW_QUANTUM = 64
 """Matmuls of more rows than this run on a multiple of it (zero rows added, their results dropped).
@@ -36,8 +33,7 @@ cache with kernels (tens of MB).
 STEP_QUANTUM = 8
 """The same for smaller matmuls (the LSTM steps): their time goes to reading the weights, so a
 few more rows cost next to nothing. Up to this many rows run as they are: there, padding cost
-more than it saved (one row padded to 8 took 1.3-2x as long as one row alone, measured on a
-Xeon), and a step of a single long sentence has one row."""
+more than it saved (`benchmarks/RESULTS-kernels.md`), and a step of a single long sentence has one row."""
 
 
 def _has_ops(backend: str, *names: str) -> bool:
@@ -58,8 +54,8 @@ MKL_PACKED = _has_ops("mkl", "_mkl_linear", "_mkl_reorder_linear_weight")
 
 MKL_PACK_ROWS = 32
 """The row count MKL packs a weight for. The packed copy serves any row count (`_mkl_linear` is
-told each call's own), but MKL picks its blocking for this one: the embedder's batch size. On a
-Xeon, packing for 32 rows ran the original model's steps faster than packing for 8 or 128."""
+told each call's own), but MKL picks its blocking for this one: the embedder's batch size (faster than
+8 or 128 on a Xeon, `benchmarks/RESULTS-kernels.md`)."""
 
 
 class MklPacked(NamedTuple):
@@ -71,8 +67,18 @@ class MklPacked(NamedTuple):
     """A zero-stride `(N, K)` float32 stand-in: the kernel reads only its sizes and dtype."""
 
 
+def _onednn_takes(dtype: torch.dtype) -> bool:
+    """Whether oneDNN's matmuls take this dtype here: float32, and bfloat16 on a CPU with its instructions."""
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and bfloat16_runs())
+
+
 def _usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return ONEDNN and x.device.type == "cpu" and x.dtype in _ONEDNN_DTYPES and x.dtype == weight.dtype
+    return ONEDNN and x.device.type == "cpu" and x.dtype == weight.dtype and _onednn_takes(x.dtype)
+
+
+def _bfloat16_without_instructions(x: torch.Tensor) -> bool:
+    """A bfloat16 matmul on a CPU without bfloat16 instructions (computed in float32 instead)."""
+    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and not bfloat16_runs()
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked, bias: torch.Tensor | None = None,
@@ -98,11 +104,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked, bias: torch.Tensor
             padded[:M] = x
             return torch.ops.mkldnn._linear_pointwise(padded, weight, bias, "none", [], "")[:M]
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+    if _bfloat16_without_instructions(x):  # exact products of the bfloat16 values, float32 sums
+        return F.linear(x.float(), weight.float(), None if bias is None else bias.float()).to(x.dtype)
     return F.linear(x, weight, None if bias is None else bias.to(x.dtype))
 
 
-MKL_INTO_BUFFERS = is_intel()
-"""Whether `linear(..., into_buffer=True)` writes into the result buffer (see `writes_into_buffers`)."""
+MKL_INTO_BUFFERS: bool | None = None
+"""Whether `linear(..., into_buffer=True)` writes into the result buffer (see `writes_into_buffers`);
+None: on an Intel CPU (read on first use, not at import)."""
 
 RESULT_BUFFER = "linear result"
 """The scratch buffer `linear(..., into_buffer=True)` writes into: one for all such calls, so that
@@ -114,14 +123,12 @@ def writes_into_buffers(x: torch.Tensor, weight: torch.Tensor | MklPacked) -> bo
     Intel CPU with a plain weight, where MKL's matmul (which can) runs about as fast as oneDNN's
     (which cannot).
 
-    A large result in fresh memory pays a page fault per 4 KB on first touch (the embedder has
-    glibc map every block above 4 MB afresh, `elmo_lm.allocator`). Measured on a Xeon: the small
-    model's LSTM input projection `(875, 128) x (128, 4096)` took 9.8 ms in fresh memory and 4.3
-    ms into a buffer, the character CNN's `(4000, 112) x (112, 2048)` 21.9 and 13.7 ms, the
-    original's `(384, 512) x (512, 16384)` 38 ms either way; whole passes: small +16%, original
-    unchanged.
+    A large result in fresh memory pays a page fault per 4 KB on first touch (`elmo embed` has glibc
+    map every block above 4 MB afresh, `elmo_lm.allocator`): the buffer made the small model's
+    passes faster and left the original's unchanged (`benchmarks/RESULTS-kernels.md`).
     """
-    return MKL_INTO_BUFFERS and x.dtype == torch.float32 and x.device.type == "cpu" \
+    into_buffers = is_intel() if MKL_INTO_BUFFERS is None else MKL_INTO_BUFFERS
+    return into_buffers and x.dtype == torch.float32 and x.device.type == "cpu" \
         and isinstance(weight, torch.Tensor) and weight.layout == torch.strided and weight.dtype == torch.float32
 
 
@@ -129,10 +136,9 @@ def pack(weight: torch.Tensor) -> torch.Tensor | MklPacked:
     """A packed copy of a weight `(N, K)` for `linear`'s small-batch calls (the weight itself where
     neither library can take it).
 
-    Float32 weights on an Intel CPU go to MKL: measured on a Xeon at the LSTM steps' shapes and 1-64
-    rows, MKL's packed matmul ran 1.1-1.4x faster than oneDNN's (whole passes: original model +8%,
-    small +14%), in the same memory. Elsewhere oneDNN's blocked layout: on an AMD EPYC, MKL took a
-    slow code path (above), and its packed matmul was not measured there.
+    Float32 weights on an Intel CPU go to MKL, whose packed matmul ran faster than oneDNN's there at
+    the LSTM steps' shapes, in the same memory; elsewhere oneDNN's blocked layout (on AMD, MKL takes a
+    slow code path). Figures: `benchmarks/RESULTS-kernels.md`.
     """
     if MKL_PACKED and is_intel() and weight.device.type == "cpu" and weight.dtype == torch.float32:
         return pack_mkl(weight)
@@ -141,7 +147,7 @@ def pack(weight: torch.Tensor) -> torch.Tensor | MklPacked:
 
 def pack_onednn(weight: torch.Tensor) -> torch.Tensor:
     """oneDNN's blocked copy of a weight `(N, K)` (the weight itself where oneDNN is missing)."""
-    if not (ONEDNN and weight.device.type == "cpu" and weight.dtype in _ONEDNN_DTYPES):
+    if not (ONEDNN and weight.device.type == "cpu" and _onednn_takes(weight.dtype)):
         return weight
     return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous())
 

@@ -2,38 +2,45 @@
 
 Rows are sorted by length and packed time-major: step t computes only the first `batch_sizes[t]`
 sorted rows, so there is no padding work and no masking. Within a layer the directions run one
-after the other (each step then reads one direction's weights: about 9% faster on the original
+after the other (each step then reads one direction's weights, which was faster on the original
 model than alternating directions step by step). Each chunk of steps gets its input projection
 from one batched matmul; the per-step loop does only the recurrence, in place. Layers read their
 input from and write their output to rows of the caller's grid (the result tensor), through
 `RunPlan.index`.
 
-Every matmul goes through `matmul.linear` (2-4x faster than PyTorch's default on AMD CPUs), with
+Every matmul goes through `matmul.linear` (faster than PyTorch's default on AMD CPUs), with
 the weights in `F.linear`'s layout; the per-step weights are packed where that fits (`matmul.pack`:
 MKL's layout for float32 on Intel CPUs, oneDNN's elsewhere).
 In bfloat16 the matmuls run in bfloat16, the cell, the activations and the clips in float32.
+The measurements behind these choices: `benchmarks/RESULTS-kernels.md`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
+from torch import nn
 
-from .cpu_features import is_intel
+from ..bilm_types import FORGET_BIAS, LstmState
+from ..cpu_features import is_intel
 from .matmul import ONEDNN, linear, pack
+from .precision import current_precision, matmul_dtype
 from .scratch import scratch
-from .weights import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, matmul_dtype
+from .weights import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights
 
-if TYPE_CHECKING:
-    from ..model import LstmpStack, LstmState
+INFERENCE_LSTM_CHUNK_BYTES = 24 * 2**20
+"""Upper bound on the precomputed input projection held at once, most of inference's working memory:
+one direction's gates at a time (256 rows of the original model's, or its layer-0 gates for up to
+384 distinct tokens of a batch; 16 MB left the distinct-token shortcut unused in the bench's longer
+batches, and ran slower)."""
 
 MAX_CHUNK_ROWS = 1024
 """At most this many packed rows per input-projection chunk: larger matmuls gain nothing more."""
 
 PACK_LIMIT_BYTES = 128 * 2**20
-"""Pack the per-step weights (a copy beside the parameters, 1.2-1.7x faster at batch 32) when the
+"""Pack the per-step weights (a copy beside the parameters, faster at batch 32) when the
 copies take at most this much: the small and the bfloat16 original models, not the float32
 original (168 MB), whose peak memory would pass 1 GB. A model converted by `keep_weights_in` (the
 embedder's own) keeps these weights only packed, whatever their size."""
@@ -83,7 +90,7 @@ def plan_runs(lengths: torch.Tensor, row_stride: int, reverse: tuple[bool, ...])
     return RunPlan(order, batch_sizes, offsets, index)
 
 
-def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tensor, ...]]:
+def _lstm_weights(lstm: nn.Module, dtype: torch.dtype) -> list[tuple[torch.Tensor, ...]]:
     """Per layer, in `F.linear`'s layout: input and recurrent weights `(D, 4C, P)`, projection
     `(D, P, C)` in `dtype`, and the bias `(D, 4C)` with the forget bias added, float32.
 
@@ -91,8 +98,6 @@ def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tens
     `keep_weights_in` stored them transposed), copied only for another dtype. The per-step
     weights (recurrent and projection) are packed when `pack_step_weights` allows.
     """
-    from ..model import FORGET_BIAS
-
     L, C = lstm.config.n_layers, lstm.config.lstm_dim
     names = ("input_weight", "recurrent_weight", "projection_weight")
     swap = frozenset(f"{name}.{layer}" for name in names for layer in range(L))
@@ -109,7 +114,7 @@ def _lstm_weights(lstm: LstmpStack, dtype: torch.dtype) -> list[tuple[torch.Tens
     return layers
 
 
-def packed_step_weights(lstm: LstmpStack, weights: dict[str, torch.Tensor], dtype: torch.dtype
+def packed_step_weights(lstm: nn.Module, weights: dict[str, torch.Tensor], dtype: torch.dtype
                         ) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None:
     """Packed (`matmul.pack`) recurrent and projection weights per layer and direction (cached on the
     module), or None when oneDNN is missing or the copies would exceed `PACK_LIMIT_BYTES`."""
@@ -130,7 +135,36 @@ def packed_step_weights(lstm: LstmpStack, weights: dict[str, torch.Tensor], dtyp
          [pack(w) for w in weights[f"projection_weight.{layer}"]]) for layer in range(L)])
 
 
-def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride: int,
+def run_stack(lstm: nn.Module, x: torch.Tensor, lengths: torch.Tensor, state: LstmState | None,
+              chunk_bytes: int = INFERENCE_LSTM_CHUNK_BYTES) -> tuple[list[torch.Tensor], LstmState]:
+    """`LstmpStack.forward` of a `model.LstmpStack` without autograd, in the current precision.
+
+    Args:
+        x: `(D, B, T, P)` layer-0 input of each direction, in reading order; lengths: `(D, B)`.
+        state: initial state, zeros when None.
+
+    Returns:
+        Each layer's output `(D, B, T, P)` (values past a row's length unspecified) and the final state.
+    """
+    precision = current_precision()
+    D, B, T, P = x.shape
+    L = lstm.config.n_layers
+    grid = x.new_zeros(B, L + 1, T, 2 * P)  # (B, L+1, T, 2P): layer 0 the input, then each output
+    grid[:, 0, :, :P] = x[0]
+    grid[:, 0, :, P:] = x[1]
+    flat = grid.view(-1, 2 * P)  # (B*(L+1)*T, 2P)
+    if torch.equal(lengths[0], lengths[1]):
+        plan = plan_runs(lengths[0], (L + 1) * T, (False, False))
+        final = run_packed(lstm, flat, plan, T, state, precision, chunk_bytes)
+    else:  # each direction with its own lengths
+        finals = [run_packed(lstm, flat, plan_runs(lengths[d], (L + 1) * T, (False,)), T, state, precision,
+                             chunk_bytes, directions=(d,)) for d in range(D)]
+        final = LstmState(torch.cat([f.h for f in finals], dim=1), torch.cat([f.c for f in finals], dim=1))
+    outputs = [torch.stack([grid[:, layer, :, :P], grid[:, layer, :, P:]]) for layer in range(1, L + 1)]
+    return outputs, final  # each output (D, B, T, P)
+
+
+def run_packed(lstm: nn.Module, grid: torch.Tensor, plan: RunPlan, layer_stride: int,
                state: LstmState | None, precision: str, chunk_bytes: int,
                directions: tuple[int, ...] = (0, 1), distinct: tuple[torch.Tensor, torch.Tensor] | None = None
                ) -> LstmState:
@@ -149,8 +183,6 @@ def run_packed(lstm: LstmpStack, grid: torch.Tensor, plan: RunPlan, layer_stride
     Returns:
         The state after each row's last step `(L, len(directions), B, .)`, in batch order.
     """
-    from ..model import LstmState
-
     config, dtype = lstm.config, matmul_dtype(precision)
     L, P, C = config.n_layers, config.projection_dim, config.lstm_dim
     D, B = len(directions), len(plan.order)
@@ -184,8 +216,8 @@ def _run_layer(halves: list[torch.Tensor], plan: RunPlan, offset: int, layer_str
                dtype: torch.dtype, distinct: tuple[torch.Tensor, torch.Tensor] | None) -> None:
     """One layer over the packed rows; updates `h` `(D, B, P)` and `c` `(D, B, C)` in place.
 
-    One direction after the other: a step then reads one direction's weights, not both (running
-    the two directions on a thread each was measured no faster).
+    One direction after the other: a step then reads one direction's weights, not both (a thread per
+    direction was no faster).
     """
     for d in range(h.shape[0]):
         _run_direction(halves[d], plan, d, offset, layer_stride, h[d], c[d], tuple(w[d] for w in weights),
@@ -231,19 +263,18 @@ def _run_direction(half: torch.Tensor, plan: RunPlan, d: int, offset: int, layer
 
 SMALL_TANH_ELEMENTS = 16384
 """Below this many elements `_tanh_` calls PyTorch's tanh: one operation instead of four, whose
-fixed cost (about 8 us each, the scalar arguments included) outweighs tanh's slower arithmetic
-there (a single long sentence steps with one row)."""
+fixed costs outweigh tanh's slower arithmetic there (a single long sentence steps with one row)."""
 
-TANH_VIA_SIGMOID = not is_intel()
-"""Whether `_tanh_` computes large tensors as `2 * sigmoid(2x) - 1`. On the AMD EPYC PyTorch's
-sigmoid ran about 4x faster than its tanh; on a Xeon tanh ran as fast as sigmoid and the four
-operations 1.7-3x slower than the one (`(32, 4096)` of the original model's gates: 24 against 42
-us), whole passes +12% (original) and +4% (small)."""
+TANH_VIA_SIGMOID: bool | None = None
+"""Whether `_tanh_` computes large tensors as `2 * sigmoid(2x) - 1`; None: where the CPU is not
+Intel's (read on first use, not at import): on an AMD EPYC PyTorch's sigmoid ran much faster than
+its tanh, on a Xeon as fast (`benchmarks/RESULTS-kernels.md`)."""
 
 
 def _via_sigmoid(x: torch.Tensor) -> bool:
     """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1`."""
-    return TANH_VIA_SIGMOID and x.numel() >= SMALL_TANH_ELEMENTS
+    via_sigmoid = not is_intel() if TANH_VIA_SIGMOID is None else TANH_VIA_SIGMOID
+    return via_sigmoid and x.numel() >= SMALL_TANH_ELEMENTS
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,3 @@ def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch
         buffers.pop(key, None)  # release the smaller buffer first
         buffer = buffers[key] = torch.empty(numel, dtype=dtype, device=device)
     return buffer[:numel].view(shape)
-
-
-def release_scratch() -> None:
-    """Free this thread's work buffers (they are otherwise kept for the next call)."""
-    _scratch.__dict__.pop("buffers", None)

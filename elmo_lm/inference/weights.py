@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from .matmul import ONEDNN, pack
-
-if TYPE_CHECKING:
-    from ..model import ElmoBiLM
-
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-"""The names `precision` accepts and the matmul dtype each selects."""
+from .precision import matmul_dtype
 
 _CACHE_ATTRIBUTE = "_inference_cache"
 """The module attribute that `cached_on_module` keeps its values in."""
-
-
-def matmul_dtype(precision: str) -> torch.dtype:
-    """The dtype of the matmuls for a precision name; raises ValueError for an unknown name."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
-    return PRECISIONS[precision]
 
 
 def needs_autograd(module: nn.Module, *tensors: torch.Tensor | None) -> bool:
@@ -65,8 +53,8 @@ def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str
     return {**views, **copies}
 
 
-def keep_weights_in(model: ElmoBiLM, precision: str) -> None:
-    """Convert a model used only for inference to keep its weights as the kernels read them.
+def keep_weights_in(model: nn.Module, precision: str) -> None:
+    """Convert a model (an `ElmoBiLM`) used only for inference to keep its weights as the kernels read them.
 
     The kernels then use the weights as they are instead of caching converted copies beside
     them. The LSTM weights are stored in `F.linear`'s (transposed) layout: same shape and

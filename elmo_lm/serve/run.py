@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+import threading
 
 from ..embed import Embedder
 from .app import ServeSettings, create_app
@@ -16,7 +17,7 @@ from .explore import Explorer
 
 
 def serve(embedder: Embedder, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
-          explorer: Explorer | None = None, log_level: str = "warning") -> None:
+          explorer: Explorer | None = None, log_level: str = "warning", http: str = "auto") -> None:
     """Serve `embedder` on host:port (port 0: any free port); prints the address once listening.
 
     With an `explorer` the exploration page is served at `/`."""
@@ -28,11 +29,12 @@ def serve(embedder: Embedder, host: str = "127.0.0.1", port: int = 8000, setting
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=30)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=30, http=http)
     server = uvicorn.Server(config)
     print(f"elmo: serving on http://{host}:{bound}", file=sys.stderr, flush=True)
     # uvicorn re-raises the SIGTERM it handled once it has stopped; by then there is nothing left to
     # do, so that second delivery is ignored and the process exits normally (status 0).
-    signal.signal(signal.SIGTERM, lambda number, frame: None)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda number, frame: None)
     server.run(sockets=[sock])
     print("elmo: stopped", file=sys.stderr, flush=True)

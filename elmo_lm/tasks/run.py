@@ -45,13 +45,9 @@ class ModelSource:
 
     def load(self) -> ElmoBiLM:
         """Open the model (the bundled one when nothing is given)."""
-        from ..io import load_model
+        from ..bundled import open_model
 
-        if not self.is_given():
-            from ..bundled import bundled_model_path
-
-            return load_model(bundled_model_path())
-        return load_model(self.model_dir, self.options_file, self.weight_file)
+        return open_model(self.model_dir or None, self.options_file or None, self.weight_file or None)
 
     def key(self) -> str:
         """Identifies the model for feature caches: its files' paths, sizes and modification times,

@@ -19,7 +19,6 @@ import torch
 from ..errors import ElmoError
 from ..io.atomic import atomic_path
 
-CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 

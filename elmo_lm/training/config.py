@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import PRESET_SHAPES, ModelConfig
+from ..config import BILM_TF_TRAINING_KEYS, PRESET_SHAPES, ModelConfig
 from ..errors import ElmoError
 from ..textfile import read_json_object
 
@@ -29,12 +29,10 @@ TINY_SHAPE = dict(
 )
 """A model small enough to learn a toy corpus on one CPU core in seconds (about 0.5M parameters)."""
 
-BILM_TF_ALIASES = {"n_epochs": "epochs", "all_clip_norm_val": "clip_norm",
-                   "n_negative_samples_batch": "n_negative_samples"}
-"""bilm-tf option names read as the TrainConfig field they mean."""
+BILM_TF_ALIASES = {key: name for key, name in BILM_TF_TRAINING_KEYS.items() if name is not None and name != key}
+"""bilm-tf option names read as the TrainConfig field they mean (from `config.BILM_TF_TRAINING_KEYS`)."""
 
-IGNORED_BILM_TF_KEYS = ("bidirectional", "n_train_tokens", "n_tokens_vocab", "share_embedding_softmax",
-                        "sample_softmax")
+IGNORED_BILM_TF_KEYS = tuple(key for key, name in BILM_TF_TRAINING_KEYS.items() if name is None)
 """bilm-tf training keys with no TrainConfig field (facts about the data, or fixed choices here)."""
 
 OPTIMIZERS = ("adagrad", "adam")

@@ -79,9 +79,3 @@ def setup_distributed(device: str | None = None) -> Distributed:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return Distributed(rank=rank, world_size=world_size, device=chosen)
-
-
-def teardown_distributed() -> None:
-    """Leave the process group, if this process joined one."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()

@@ -17,10 +17,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..bundled import open_model
 from ..chars import BOS_IDS, EOS_IDS, MAX_CHARS, token_to_ids
 from ..corpus import Corpus, expand_corpus
 from ..errors import ElmoError
@@ -29,6 +31,7 @@ from ..vocab import Vocabulary
 from .data import IGNORE_INDEX, LMBatches, training_sentences
 from .metrics import perplexity_record
 from .objective import LMObjective
+from .run_folder import VOCAB_NAME, is_run_folder, load_run_model
 
 SORT_WINDOW = 64
 """Stateless mode sorts sentences by length within windows of this many batches."""
@@ -176,3 +179,22 @@ def evaluate(
                             "every file is empty or blank")
         results[mode] = totals.record()
     return results
+
+
+def evaluate_folder(model_dir: str | Path, data: Corpus, vocab_file: str | Path | None = None,
+                    modes: tuple[str, ...] = ("stateless", "stateful"), batch_size: int = 32, unroll_steps: int = 20,
+                    tokenize: bool = False) -> dict[str, dict[str, float]]:
+    """`evaluate` the model in `model_dir`: a training run folder (its latest checkpoint) or a model folder.
+
+    Args:
+        vocab_file: the softmax's vocabulary (default: `vocab.txt` in `model_dir`).
+
+    Raises:
+        ElmoError: no model or no vocabulary there; bad corpus.
+    """
+    folder = Path(model_dir)
+    model = load_run_model(folder) if is_run_folder(folder) else open_model(folder)
+    vocab_path = Path(vocab_file) if vocab_file else folder / VOCAB_NAME
+    if not vocab_path.is_file():
+        raise ElmoError(f"{vocab_path}: vocabulary not found; name the model's vocabulary with --vocab")
+    return evaluate(model, data, Vocabulary.load(vocab_path), modes, batch_size, unroll_steps, tokenize)

@@ -14,7 +14,7 @@ from training_runs import HELD_OUT, elmo, read_jsonl, trained_run
 from conftest import ALLENNLP
 from elmo_lm.cli import main as cli_main
 from elmo_lm.embed import Embedder
-from elmo_lm.training.export import load_run_model
+from elmo_lm.training.run_folder import load_run_model
 from elmo_lm.training.init_model import fit_softmax
 from elmo_lm.io import load_allennlp_weights, load_model
 from elmo_lm.vocab import Vocabulary

@@ -8,7 +8,7 @@ import pytest
 
 from elmo_lm.config import ModelConfig
 from elmo_lm.errors import ElmoError
-from elmo_lm.training.loop import parse_overrides
+from elmo_lm.training.run_folder import parse_overrides
 from elmo_lm.training.config import TrainConfig, preset, resolve_config
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,13 +42,15 @@ def trained_run(base: Path) -> tuple[Path, subprocess.CompletedProcess[str] | No
 
     Built once in `base` (a session temp folder); later calls return the same run (and None).
     """
-    run = base / "learning-run"
-    if (run / "learning_curves.png").exists():
+    run, finished = base / "learning-run", base / "learning-run.finished"
+    if finished.exists():  # a marker of our own: the run's files depend on optional packages (the plot)
         return run, None
+    shutil.rmtree(run, ignore_errors=True)  # what an earlier, failed attempt left
     vocab = fixture_vocab(base)
     done = elmo("train", "--train", TRAIN_GLOB, "--vocab", vocab, "--config", "tiny", "--out", run, "--valid", HELD_OUT,
                 "--max-steps", LEARNING_STEPS, "--set", "valid_every=50", "--set", "log_every=10",
                 "--set", "checkpoint_every=100")
+    finished.touch()
     return run, done
 
 

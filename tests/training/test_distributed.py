@@ -100,6 +100,6 @@ def test_ranks_agree_and_equal_one_process_on_the_global_batch(ddp_run):
 
 
 def test_train_module_is_an_entry_point():
-    done = subprocess.run([sys.executable, "-m", "elmo_lm.training.loop", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "elmo_lm", "train", "--help"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "--resume" in done.stdout and "--train" in done.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FIXTURES
 
 from elmo_lm.chars import token_to_ids
 from elmo_lm.corpus import expand_corpus, iter_sentences
@@ -23,7 +24,6 @@ from elmo_lm.training.data import (
 )
 from elmo_lm.vocab import Vocabulary, build_vocabulary
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 CORPUS = FIXTURES / "allennlp" / "corpus"
 SHARDS = sorted(CORPUS.glob("shard*"))
 
