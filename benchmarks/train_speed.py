@@ -201,7 +201,8 @@ def main() -> None:
             record = json.loads(done.stdout.strip().splitlines()[-1])
             info = record
             results[variant].append(record["seconds"])
-            print(f"round {round_ + 1} {variant}: step {record['seconds']['step']:.3f} s", flush=True)
+            print(f"round {round_ + 1} {variant}: " + ", ".join(f"{p} {record['seconds'][p]:.3f}" for p in PARTS)
+                  + " s", flush=True)
     distinct = distinct_tokens(args.corpus, args.batch_size)
     flops = model_flops(args.shape, info["tokens"], distinct, info["negatives"])
     print(f"\nshape {args.shape}, batch {args.batch_size} x 20, vocabulary {info['vocab']:,}, {info['negatives']:,} "
