@@ -169,7 +169,7 @@ def main() -> None:
     if args.variant:
         child(args)
         return
-    from elmo_lm.inference.cpu_features import bfloat16_is_fast, this_cpu
+    from elmo_lm.cpu_features import bfloat16_is_fast, this_cpu
 
     variants = [v for v in args.variants if v != "baseline" or args.baseline is not None]
     if "bfloat16" in variants and not bfloat16_is_fast():

@@ -136,7 +136,7 @@ class TrainConfig:
         """The torch dtype of the training matmuls' products for `precision` on this machine."""
         import torch
 
-        from ..inference.cpu_features import bfloat16_is_fast
+        from ..cpu_features import bfloat16_is_fast
 
         if self.precision == "bfloat16" or (self.precision == "auto" and device_type == "cpu" and bfloat16_is_fast()):
             return torch.bfloat16
