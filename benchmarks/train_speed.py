@@ -1,11 +1,11 @@
 """Training throughput of one model shape, A/B against another source tree, with per-part times.
 
 Each variant trains the same model (default: elmo-en-small's shape, batch 128 x 20, 8,192 sampled
-negatives over the corpus's vocabulary) for a few steps in a child process, timing every part
-of a step on its own graph: the character CNN (forward + backward), the LSTM (forward +
-backward), the softmax (forward + backward), the optimizer (clip + Adam update), and the
-batch itself. Variants run interleaved, round after round, so a machine shared with other jobs
-slows them alike; the table shows medians over rounds of each round's median step.
+negatives over the corpus's vocabulary), timing every part of a step on its own graph: the
+character CNN (forward + backward), the LSTM (forward + backward), the softmax (forward +
+backward), the optimizer (clip + Adam update), and the batch itself. All variants live in one
+child process (the baseline tree imported as `elmo_lm_base`) and take their steps in turn, so a
+machine shared with other jobs slows them alike; the table shows each variant's median step.
 
 Variants:
     baseline  the code in --baseline (e.g. `git archive eb1e306 | tar -x -C /tmp/baseline`), float32
@@ -17,7 +17,7 @@ with the same threads. "Model GFLOP/s" counts one definition of the work for eve
 matmul FLOPs of forward + backward, the CNN over all 50 slots of each distinct token), so it
 rises with speed, not with work skipped; its share of the float32 peak is printed beside it.
 
-Run: python benchmarks/train_speed.py --baseline /tmp/baseline --corpus CORPUS.txt [--rounds 5]
+Run: python benchmarks/train_speed.py --baseline /tmp/baseline --corpus CORPUS.txt [--steps 8]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,52 +38,71 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT.parent / "shared/fixtures/allennlp/corpus/shard1"
 
 
-def child(args: argparse.Namespace) -> None:
-    """Train `args.steps` steps of one variant and print the per-part median seconds as JSON."""
-    import torch
-    import torch.nn.functional as F
+def _packages(baseline: Path | None):
+    """(variant name -> the modules it trains with): this tree's, and the baseline tree's under another name."""
+    import importlib
+    import shutil
+    
+    names = ("config", "model", "vocab")
+    trees = {"this": "elmo_lm"}
+    if baseline is not None:
+        # The baseline package is imported as elmo_lm_base (its imports are relative), so both run in one process.
+        folder = Path(tempfile.mkdtemp())
+        shutil.copytree(baseline / "elmo_lm", folder / "elmo_lm_base")
+        sys.path.insert(0, str(folder))
+        trees["baseline"] = "elmo_lm_base"
+    modules = {}
+    for tree, package in trees.items():
+        found = {name: importlib.import_module(f"{package}.{name}") for name in names}
+        for name, old, new in (("data", "data", "training.data"), ("softmax", "softmax", "training.softmax")):
+            try:
+                found[name] = importlib.import_module(f"{package}.{new}")
+            except ImportError:  # a tree from before elmo_lm/training/
+                found[name] = importlib.import_module(f"{package}.{old}")
+        modules[tree] = found
+    return modules
 
-    from elmo_lm.config import PRESET_SHAPES, ModelConfig
-    from elmo_lm.model import ElmoBiLM
-    from elmo_lm.vocab import Vocabulary, build_vocabulary
 
-    try:
-        from elmo_lm.training.data import IGNORE_INDEX, LMBatches
-        from elmo_lm.training.softmax import LogUniformSampler, sampled_softmax_nll
-    except ImportError:  # a baseline tree from before elmo_lm/training/
-        from elmo_lm.data import IGNORE_INDEX, LMBatches  # type: ignore[no-redef]
-        from elmo_lm.softmax import LogUniformSampler, sampled_softmax_nll  # type: ignore[no-redef]
+class _Variant:
+    """One model, optimizer and sampler trained with one tree's code and one matmul dtype."""
 
-    from elmo_lm.allocator import keep_freed_memory
+    def __init__(self, name: str, modules: dict, args: argparse.Namespace, vocab_file: str) -> None:
+        import torch
 
-    keep_freed_memory()  # as `elmo train` does
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    vocab = Vocabulary.load(args.vocab) if args.vocab else build_vocabulary([args.corpus])
-    model = ElmoBiLM(ModelConfig(**PRESET_SHAPES[args.shape]), vocab_size=len(vocab)).train()
-    model.lstm.dropout = 0.1
-    dtype = torch.bfloat16 if args.variant == "bfloat16" else torch.float32
-    low = {}
-    if args.variant != "baseline":
-        model.token_encoder.matmul_dtype = model.lstm.matmul_dtype = dtype
-        low = {"matmul_dtype": dtype}
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sampler, generator = LogUniformSampler(len(vocab)), torch.Generator().manual_seed(0)
-    n_negative = min(args.negatives, len(vocab) // 2)
-    batches = iter(LMBatches(args.corpus, vocab, args.batch_size, 20, shuffle=True, seed=0))
-    times: dict[str, list[float]] = {part: [] for part in PARTS}
-    softmax = model.softmax
-    assert softmax is not None
-    for _ in range(args.steps):
+        self.name, self.m = name, modules
+        torch.manual_seed(0)
+        self.vocab = modules["vocab"].Vocabulary.load(vocab_file)
+        config = modules["config"].ModelConfig(**modules["config"].PRESET_SHAPES[args.shape])
+        self.model = modules["model"].ElmoBiLM(config, vocab_size=len(self.vocab)).train()
+        self.model.lstm.dropout = 0.1
+        self.low = {}
+        if name != "baseline":
+            dtype = torch.bfloat16 if name == "bfloat16" else torch.float32
+            self.model.token_encoder.matmul_dtype = self.model.lstm.matmul_dtype = dtype
+            self.low = {"matmul_dtype": dtype}
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.sampler = modules["softmax"].LogUniformSampler(len(self.vocab))
+        self.generator = torch.Generator().manual_seed(0)
+        self.n_negative = min(args.negatives, len(self.vocab) // 2)
+        self.batches = iter(modules["data"].LMBatches(args.corpus, self.vocab, args.batch_size, 20, shuffle=True,
+                                                      seed=0))
+        self.times: dict[str, list[float]] = {part: [] for part in PARTS}
+
+    def step(self) -> None:
+        """One training step, each part on its own graph: forward, then its backward from the next part's input
+        gradient; times recorded per part."""
+        import torch
+        import torch.nn.functional as F
+
+        model, softmax = self.model, self.model.softmax
         t0 = time.perf_counter()
-        batch = next(batches)
-        sample = sampler.sample(n_negative, generator)
+        batch = next(self.batches)
+        sample = self.sampler.sample(self.n_negative, self.generator)
         chars = torch.stack([batch.forward_chars, batch.backward_chars])  # (2, B, T, 50)
         mask = (chars > 0).any(dim=-1)  # (2, B, T)
         targets = torch.stack([batch.forward_targets, batch.backward_targets])  # (2, B, T)
-        real = targets != IGNORE_INDEX
+        real = targets != self.m["data"].IGNORE_INDEX
         t1 = time.perf_counter()
-        # Each part on its own graph: forward, then its backward from the next part's input gradient.
         tokens = model.encode_tokens(chars, mask)  # (2, B, T, P)
         t2 = time.perf_counter()
         tokens_in = tokens.detach().requires_grad_()
@@ -90,8 +110,9 @@ def child(args: argparse.Namespace) -> None:
         top = F.dropout(outputs[-1], 0.1)  # (2, B, T, P)
         t3 = time.perf_counter()
         top_in = top.detach().requires_grad_()
-        nll = sampled_softmax_nll(top_in[real], targets[real], softmax.weight, softmax.bias, sample, sampler, **low)
-        optimizer.zero_grad(set_to_none=True)
+        nll = self.m["softmax"].sampled_softmax_nll(top_in[real], targets[real], softmax.weight, softmax.bias, sample,
+                                                    self.sampler, **self.low)
+        self.optimizer.zero_grad(set_to_none=True)
         (nll.sum() / (2 * batch.n_tokens)).backward()
         t4 = time.perf_counter()
         top.backward(top_in.grad)
@@ -99,14 +120,35 @@ def child(args: argparse.Namespace) -> None:
         tokens.backward(tokens_in.grad)
         t6 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
+        self.optimizer.step()
         t7 = time.perf_counter()
         for part, seconds in zip(PARTS, (t1 - t0, (t2 - t1) + (t6 - t5), (t3 - t2) + (t5 - t4), t4 - t3, t7 - t6,
                                          t7 - t0)):
-            times[part].append(seconds)
-    kept = {part: statistics.median(values[args.warmup:]) for part, values in times.items()}
-    print(json.dumps({"seconds": kept, "tokens": args.batch_size * 20, "vocab": len(vocab),
-                      "negatives": n_negative}))
+            self.times[part].append(seconds)
+
+
+def child(args: argparse.Namespace) -> None:
+    """All variants in this process, one step of each in turn; print each one's per-step part times as JSON."""
+    import torch
+
+    from elmo_lm.allocator import keep_freed_memory
+    from elmo_lm.vocab import build_vocabulary
+
+    keep_freed_memory()  # as `elmo train` does
+    torch.set_num_threads(args.threads)
+    vocab_file = args.vocab
+    if vocab_file is None:
+        vocab_file = str(Path(tempfile.mkdtemp()) / "vocab.txt")
+        build_vocabulary([args.corpus]).save(vocab_file)
+    modules = _packages(args.baseline)
+    variants = [_Variant(name, modules["baseline" if name == "baseline" else "this"], args, vocab_file)
+                for name in args.variants]
+    for _ in range(args.steps):
+        for variant in variants:
+            variant.step()
+    print(json.dumps({v.name: v.times for v in variants} | {"tokens": args.batch_size * 20,
+                                                             "vocab": len(variants[0].vocab),
+                                                             "negatives": variants[0].n_negative}))
 
 
 def matmul_peaks(threads: int, size: int = 2048, repeats: int = 5) -> dict[str, float]:
@@ -161,7 +203,6 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=8192)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=["baseline", "float32", "bfloat16"])
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -183,36 +224,30 @@ def main() -> None:
     peaks = matmul_peaks(args.threads)
     print(f"matmul peak with {args.threads} thread(s), 2048^3: float32 {peaks['float32']:,.0f} GFLOP/s, "
           f"bfloat16 {peaks['bfloat16']:,.0f} GFLOP/s")
-    results: dict[str, list[dict]] = {v: [] for v in variants}
-    info: dict = {}
-    for round_ in range(args.rounds):
-        for variant in variants:
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-            if variant == "baseline":
-                env["PYTHONPATH"] = str(args.baseline)
-            command = [sys.executable, __file__, "--variant", variant, "--corpus", args.corpus, "--shape", args.shape,
-                       "--batch-size", str(args.batch_size), "--negatives", str(args.negatives),
-                       "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
-            if args.vocab:
-                command += ["--vocab", args.vocab]
-            done = subprocess.run(command, capture_output=True, text=True, env=env, cwd="/")
-            if done.returncode != 0:
-                raise SystemExit(f"{variant} failed:\n{done.stderr}")
-            record = json.loads(done.stdout.strip().splitlines()[-1])
-            info = record
-            results[variant].append(record["seconds"])
-            print(f"round {round_ + 1} {variant}: " + ", ".join(f"{p} {record['seconds'][p]:.3f}" for p in PARTS)
-                  + " s", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    command = [sys.executable, __file__, "--variant", "all", "--corpus", args.corpus, "--shape", args.shape,
+               "--batch-size", str(args.batch_size), "--negatives", str(args.negatives), "--steps", str(args.steps),
+               "--threads", str(args.threads), "--variants", *variants]
+    if args.vocab:
+        command += ["--vocab", args.vocab]
+    if args.baseline is not None:
+        command += ["--baseline", str(args.baseline)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd="/")
+    if done.returncode != 0:
+        raise SystemExit(f"the benchmark process failed:\n{done.stderr}")
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    for step in range(args.steps):
+        print(f"step {step + 1}: " + ", ".join(f"{v} {info[v]['step'][step]:.2f} s" for v in variants))
     distinct = distinct_tokens(args.corpus, args.batch_size)
     flops = model_flops(args.shape, info["tokens"], distinct, info["negatives"])
     print(f"\nshape {args.shape}, batch {args.batch_size} x 20, vocabulary {info['vocab']:,}, {info['negatives']:,} "
-          f"negatives, {distinct:,} distinct tokens per batch; {args.rounds} rounds x {args.steps - args.warmup} "
-          f"timed steps; medians (seconds per step)")
+          f"negatives, {distinct:,} distinct tokens per batch; {args.steps - args.warmup} timed steps of each "
+          f"variant, interleaved step by step in one process; medians (seconds per step)")
     header = f"{'variant':<10}" + "".join(f"{p:>10}" for p in PARTS) + f"{'tok/s':>9}{'GFLOP/s':>9}{'of fp32':>8}{'speed-up':>9}"
     print(header)
     reference = None
     for variant in variants:
-        medians = {p: statistics.median(r[p] for r in results[variant]) for p in PARTS}
+        medians = {p: statistics.median(info[variant][p][args.warmup:]) for p in PARTS}
         tokens_per_s = info["tokens"] / medians["step"]
         reference = reference or tokens_per_s
         achieved = flops / medians["step"] / 1e9
