@@ -9,9 +9,12 @@ ELMO.md, reading the hdf5 file itself, that shares no code with the library.
 
 Each configuration runs in `--repeats` processes (round robin), so the figures are medians over
 several processes; the CPU share column (the process's CPU time over wall time and threads) drops
-below about 0.95 when another job competes for the cores.
+below about 0.95 when another job competes for the cores. Tokens per CPU-second (tokens over the
+process's CPU time) stays comparable under such competition when run on one thread
+(`OMP_NUM_THREADS=1`; with more, threads waiting for each other also count as CPU time). Every
+table records the CPU model and its vector flags.
 
-Run: nice python benchmarks/embed_speed.py [--sizes original small] [--precisions float32 bfloat16]
+Run: nice python benchmarks/embed_speed.py [--sizes original small] [--precisions float32 bfloat16 int8]
      [--passes 3] [--repeats 3] [--cache]
 """
 
@@ -163,14 +166,15 @@ def run_configuration(size: str, precision: str, folder: Path, passes: int, batc
                         batch_size=batch_size, tune_allocator=True, **extra)  # as `elmo embed`
     load_seconds = time.perf_counter() - start
     embedder.encode(sentences)  # warm-up (its vectors are dropped at once)
-    times, busy = [], []
+    times, busy, cpu_times = [], [], []
     outputs = None
     for _ in range(passes):
         outputs = None  # hold one pass's vectors at a time, as a user embedding a corpus would
         start, cpu = time.perf_counter(), time.process_time()
         outputs = embedder.encode(sentences)
         times.append(time.perf_counter() - start)
-        busy.append((time.process_time() - cpu) / times[-1] / torch.get_num_threads())
+        cpu_times.append(time.process_time() - cpu)
+        busy.append(cpu_times[-1] / times[-1] / torch.get_num_threads())
     reference = np.load(folder / f"{size}_reference.npz")
     max_diff, cosines = 0.0, []
     for s, output in enumerate(outputs):
@@ -178,12 +182,29 @@ def run_configuration(size: str, precision: str, folder: Path, passes: int, batc
         max_diff = max(max_diff, float(np.abs(output - expected).max()))
         dot = (output * expected).sum(-1)
         norms = np.linalg.norm(output, axis=-1) * np.linalg.norm(expected, axis=-1)
-        cosines.append((dot / np.maximum(norms, 1e-30)).ravel())
+        cosines.append(dot / np.maximum(norms, 1e-30))  # (L+1, n)
+    per_layer = np.concatenate(cosines, axis=1)  # (L+1, N)
     return {"size": size, "precision": precision, "cache": cache, "tokens_per_s": n_tokens / statistics.median(times),
             "all_tokens_per_s": [round(n_tokens / t) for t in times], "threads": torch.get_num_threads(),
-            "cpu_share": [round(b, 2) for b in busy],
+            "cpu_share": [round(b, 2) for b in busy], "tokens_per_cpu_s": [round(n_tokens / t) for t in cpu_times],
             "peak_rss_mb": peak_rss_mb(),
-            "load_s": load_seconds, "max_abs_diff": max_diff, "mean_cosine": float(np.concatenate(cosines).mean())}
+            "load_s": load_seconds, "max_abs_diff": max_diff, "mean_cosine": float(per_layer.mean()),
+            "layer_mean_cosine": [round(float(c), 6) for c in per_layer.mean(axis=1)],
+            "layer_worst_cosine": [round(float(c), 6) for c in per_layer.min(axis=1)], "cpu": cpu_description()}
+
+
+def cpu_description() -> str:
+    """This CPU's model name, family and vector-instruction flags (AVX*, AMX, VNNI, BF16), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = [f for f in fields.get("flags", "").split() if f.startswith(("avx", "amx")) or "vnni" in f or "bf16" in f]
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}; {' '.join(flags)})"
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -202,7 +223,7 @@ def _reference_child(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["original", "small"], choices=list(SIZES))
-    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16", "int8"])
     parser.add_argument("--passes", type=int, default=3, help="timed passes per process, after one warm-up")
     parser.add_argument("--repeats", type=int, default=3, help="processes per configuration (peak RSS: the largest)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -239,17 +260,25 @@ def main() -> None:
                 runs[(precision, size, cache)].append(json.loads(output.strip().splitlines()[-1]))
                 print(output.strip().splitlines()[-1], file=sys.stderr, flush=True)
         print(f"{args.repeats} processes x {args.passes} timed passes per configuration, batch {args.batch_size}, "
-              f"{runs[configurations[0]][0]['threads']} threads; tokens/s: median over all passes")
-        print("| precision | size | token cache | tokens/s | peak RSS | load | max abs diff | mean cosine | CPU share |")
-        print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+              f"{runs[configurations[0]][0]['threads']} threads, torch {torch.__version__}; tokens/s: median over "
+              f"all passes\nCPU: {runs[configurations[0]][0]['cpu']}")
+        print("| precision | size | token cache | tokens/s | tokens per CPU-s | peak RSS | load | max abs diff | "
+              "mean cosine | CPU share |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for (precision, size, cache), results in runs.items():
             speeds = [speed for r in results for speed in r["all_tokens_per_s"]]
             shares = [share for r in results for share in r["cpu_share"]]
-            print(f"| {precision} | {size} | {'on' if cache else 'off'} | {statistics.median(speeds):,.0f} | "
+            per_cpu = statistics.median(speed for r in results for speed in r["tokens_per_cpu_s"])
+            print(f"| {precision} | {size} | {'on' if cache else 'off'} | {statistics.median(speeds):,.0f} | {per_cpu:,.0f} | "
                   f"{max(r['peak_rss_mb'] for r in results):,.0f} MB | "
                   f"{statistics.median(r['load_s'] for r in results):.2f} s | "
                   f"{max(r['max_abs_diff'] for r in results):.1e} | {results[0]['mean_cosine']:.6f} | "
                   f"{min(shares):.2f}-{max(shares):.2f} |")
+        print("\nCosine to the float32 reference per layer (mean / worst token), from each configuration's first process:")
+        for (precision, size, cache), results in runs.items():
+            layers = ", ".join(f"{m:.6f} / {w:.6f}" for m, w in zip(results[0]["layer_mean_cosine"],
+                                                                    results[0]["layer_worst_cosine"]))
+            print(f"- {precision} {size}{' (cache)' if cache else ''}: {layers}")
 
 
 if __name__ == "__main__":

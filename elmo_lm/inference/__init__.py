@@ -25,6 +25,9 @@ Inside `use_precision("bfloat16")` (an explicit option of the entry points, neve
 the matmuls run in bfloat16 with the cell state, the gates and the clips in float32, the LSTM in
 the transposed layout in which bfloat16 matmuls at batch 32 run fastest; the precomputed input
 projection stays in bfloat16.
+
+`precision="int8"` (explicit, CPU only) quantises every weight matrix per output channel (`int8`)
+and each matmul's float32 input per call; everything else is float32 as in the float32 path.
 """
 
 from .bilm import contextualize_inference as contextualize

@@ -44,7 +44,7 @@ def _same_boundaries(vectors: torch.Tensor, index: torch.Tensor, lengths: torch.
     if B == 0:
         return False
     first = vectors[index[:, 0]]  # (B, P)
-    last = vectors[index[torch.arange(B), lengths - 1]]  # (B, P)
+    last = vectors[index[torch.arange(B, device=index.device), lengths - 1]]  # (B, P)
     return torch.equal(first, first[:1].expand_as(first)) and torch.equal(last, last[:1].expand_as(last))
 
 

@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ..cpu_features import bfloat16_runs, is_intel
+from . import int8
 from .scratch import scratch
+from .tuning import packing_for
 
 ROW_QUANTUM = 64
 """Matmuls of more rows than this run on a multiple of it (zero rows added, their results dropped).
@@ -81,14 +83,17 @@ def _bfloat16_without_instructions(x: torch.Tensor) -> bool:
     return x.dtype == torch.bfloat16 and x.device.type == "cpu" and not bfloat16_runs()
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked, bias: torch.Tensor | None = None,
+def linear(x: torch.Tensor, weight: torch.Tensor | MklPacked | int8.Int8Weight, bias: torch.Tensor | None = None,
            into_buffer: bool = False) -> torch.Tensor:
-    """`x @ weight.T + bias`: x `(M, K)`, weight `(N, K)` (plain or from `pack`), bias `(N,)` -> `(M, N)`.
+    """`x @ weight.T + bias`: x `(M, K)`, weight `(N, K)` (plain, from `pack` or `int8.quantize`),
+    bias `(N,)` -> `(M, N)`.
 
-    The result has x's dtype (a float32 bias is fine with bfloat16 inputs). With `into_buffer`,
-    the result may be written into one work buffer that such calls share (where
-    `writes_into_buffers`): it is then valid until the next call with `into_buffer`.
+    The result has x's dtype (a float32 bias is fine with bfloat16 inputs; float32 for an int8
+    weight). With `into_buffer`, the result may be written into one work buffer that such calls
+    share (where `writes_into_buffers`): it is then valid until the next call with `into_buffer`.
     """
+    if isinstance(weight, int8.Int8Weight):
+        return int8.linear(x, weight, bias)
     if into_buffer and writes_into_buffers(x, weight):
         out = scratch(RESULT_BUFFER, (x.shape[0], weight.shape[0]), x.dtype, x.device)  # (M, N)
         x = x.contiguous()
@@ -138,9 +143,14 @@ def pack(weight: torch.Tensor) -> torch.Tensor | MklPacked:
 
     Float32 weights on an Intel CPU go to MKL, whose packed matmul ran faster than oneDNN's there at
     the LSTM steps' shapes, in the same memory; elsewhere oneDNN's blocked layout (on AMD, MKL takes a
-    slow code path). Figures: `benchmarks/RESULTS-kernels.md`.
+    slow code path). Figures: `benchmarks/RESULTS-kernels.md`. Where `elmo tune` measured this CPU
+    (`tuning`), its choice for the weight's shape wins: MKL's, oneDNN's or none ("plain").
     """
-    if MKL_PACKED and is_intel() and weight.device.type == "cpu" and weight.dtype == torch.float32:
+    float32_cpu = weight.device.type == "cpu" and weight.dtype == torch.float32
+    measured = packing_for(tuple(weight.shape)) if float32_cpu else None
+    if measured == "plain":
+        return weight.contiguous()
+    if MKL_PACKED and float32_cpu and (measured == "mkl" or (measured is None and is_intel())):
         return pack_mkl(weight)
     return pack_onednn(weight)
 

@@ -25,10 +25,12 @@ from torch import nn
 
 from ..bilm_types import FORGET_BIAS, LstmState
 from ..cpu_features import is_intel
+from .int8 import Int8Weight, quantize
 from .matmul import ONEDNN, linear, pack
 from .precision import current_precision, matmul_dtype
 from .scratch import scratch
-from .weights import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights
+from .tuning import tanh_via_sigmoid_for
+from .weights import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, int8_weights, to_meta
 
 INFERENCE_LSTM_CHUNK_BYTES = 24 * 2**20
 """Upper bound on the precomputed input projection held at once, most of inference's working memory:
@@ -90,28 +92,68 @@ def plan_runs(lengths: torch.Tensor, row_stride: int, reverse: tuple[bool, ...])
     return RunPlan(order, batch_sizes, offsets, index)
 
 
-def _lstm_weights(lstm: nn.Module, dtype: torch.dtype) -> list[tuple[torch.Tensor, ...]]:
+LSTM_MATRICES = ("input_weight", "recurrent_weight", "projection_weight")
+"""The LSTM's weight matrices, per layer `(D, K, N)` (stored transposed by `keep_weights_in`)."""
+
+
+def quantize_lstm_weight(name: str, parameter: torch.Tensor) -> list[Int8Weight]:
+    """One layer's `name` parameter (one of `LSTM_MATRICES`, `(D, K, N)`) in int8 per direction
+    (`int8.quantize`, per output channel; the projection's inputs quantised per row, see `int8`)."""
+    return [quantize(matrix, name == "projection_weight") for matrix in parameter.detach().transpose(-1, -2)]
+
+
+def quantize_lstm(lstm: nn.Module, release: bool, ready: dict[str, list[Int8Weight]] | None = None
+                  ) -> list[tuple[list[Int8Weight], ...]]:
+    """Per layer, the input, recurrent and projection weights per direction in int8
+    (`quantize_lstm_weight`), taken from `ready` (by parameter name, e.g. "input_weight.0") where
+    there. With `release`, each float parameter becomes a meta placeholder once quantised."""
+    ready = ready or {}
+    layers = []
+    for layer in range(lstm.config.n_layers):
+        kinds = []
+        for name in LSTM_MATRICES:
+            parameters = getattr(lstm, name)
+            done = ready.get(f"{name}.{layer}")
+            kinds.append(done if done is not None else quantize_lstm_weight(name, parameters[layer]))
+            if release:
+                to_meta(parameters, str(layer))
+        layers.append(tuple(kinds))
+    return layers
+
+
+def _lstm_weights(lstm: nn.Module, precision: str) -> list[tuple]:
     """Per layer, in `F.linear`'s layout: input and recurrent weights `(D, 4C, P)`, projection
-    `(D, P, C)` in `dtype`, and the bias `(D, 4C)` with the forget bias added, float32.
+    `(D, P, C)` in the precision's dtype, and the bias `(D, 4C)` with the forget bias added, float32.
 
     The parameters hold `(D, P, 4C)` / `(D, C, P)`; their transposes are views (contiguous when
     `keep_weights_in` stored them transposed), copied only for another dtype. The per-step
-    weights (recurrent and projection) are packed when `pack_step_weights` allows.
+    weights (recurrent and projection) are packed when `pack_step_weights` allows. For int8, lists
+    over directions of `int8.Int8Weight` take the matrices' place.
     """
-    L, C = lstm.config.n_layers, lstm.config.lstm_dim
-    names = ("input_weight", "recurrent_weight", "projection_weight")
-    swap = frozenset(f"{name}.{layer}" for name in names for layer in range(L))
+    L = lstm.config.n_layers
+    if precision == "int8":
+        quantized = int8_weights(lstm, quantize_lstm)
+        return [(*quantized[layer], _bias(lstm, layer, FORGET_BIAS)) for layer in range(L)]
+    dtype = matmul_dtype(precision)
+    swap = frozenset(f"{name}.{layer}" for name in LSTM_MATRICES for layer in range(L))
     weights = cast_weights(lstm, dtype, swap)
     packed = packed_step_weights(lstm, weights, dtype)
     layers = []
     for layer in range(L):
-        bias = lstm.bias[layer].detach().float().clone()  # (D, 4C)
-        bias[:, 2 * C : 3 * C] += FORGET_BIAS
+        bias = _bias(lstm, layer, FORGET_BIAS)  # (D, 4C)
         w_input = weights[f"input_weight.{layer}"]  # (D, 4C, P)
         w_recurrent, w_projection = packed[layer] if packed else (
             weights[f"recurrent_weight.{layer}"], weights[f"projection_weight.{layer}"])
         layers.append((w_input, w_recurrent, w_projection, bias))
     return layers
+
+
+def _bias(lstm: nn.Module, layer: int, forget_bias: float) -> torch.Tensor:
+    """`(D, 4C)` float32: a layer's bias with the forget bias added to the forget gate's block."""
+    C = lstm.config.lstm_dim
+    bias = lstm.bias[layer].detach().float().clone()  # (D, 4C)
+    bias[:, 2 * C : 3 * C] += forget_bias
+    return bias
 
 
 def packed_step_weights(lstm: nn.Module, weights: dict[str, torch.Tensor], dtype: torch.dtype
@@ -186,6 +228,7 @@ def run_packed(lstm: nn.Module, grid: torch.Tensor, plan: RunPlan, layer_stride:
     config, dtype = lstm.config, matmul_dtype(precision)
     L, P, C = config.n_layers, config.projection_dim, config.lstm_dim
     D, B = len(directions), len(plan.order)
+    plan = plan._replace(order=plan.order.to(grid.device), index=plan.index.to(grid.device))  # planned on the CPU
     halves = [grid[:, d * P : (d + 1) * P] for d in directions]  # each (R, P)
     if state is None:
         h0 = grid.new_zeros(L, D, B, P)  # (L, D, B, P)
@@ -197,7 +240,7 @@ def run_packed(lstm: nn.Module, grid: torch.Tensor, plan: RunPlan, layer_stride:
     row_bytes = 4 * C * 4  # one packed row of one direction's input gates (float32; one direction at a time)
     max_rows = max(1, min(MAX_CHUNK_ROWS, chunk_bytes // row_bytes))
     final_h, final_c = [], []
-    for layer, weights in enumerate(_lstm_weights(lstm, dtype)):
+    for layer, weights in enumerate(_lstm_weights(lstm, precision)):
         weights = tuple([w[d] for d in directions] for w in weights)  # per direction
         h, c = h0[layer].contiguous(), c0[layer].contiguous()  # (D, B, P), (D, B, C)
         residual = layer > 0 and config.use_skip_connections
@@ -272,9 +315,14 @@ its tanh, on a Xeon as fast (`benchmarks/RESULTS-kernels.md`)."""
 
 
 def _via_sigmoid(x: torch.Tensor) -> bool:
-    """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1`."""
-    via_sigmoid = not is_intel() if TANH_VIA_SIGMOID is None else TANH_VIA_SIGMOID
-    return via_sigmoid and x.numel() >= SMALL_TANH_ELEMENTS
+    """Whether `_tanh_` and `_tanh` compute tanh of `x` as `2 * sigmoid(2x) - 1` (large CPU tensors
+    only): `TANH_VIA_SIGMOID` when set, else `elmo tune`'s measurement on this CPU, else not on Intel."""
+    if x.numel() < SMALL_TANH_ELEMENTS or x.device.type != "cpu":
+        return False
+    if TANH_VIA_SIGMOID is not None:
+        return TANH_VIA_SIGMOID
+    measured = tanh_via_sigmoid_for(x.numel())
+    return not is_intel() if measured is None else measured
 
 
 def _tanh_(x: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,9 @@ from contextvars import ContextVar
 
 import torch
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-"""The names `precision` accepts and the matmul dtype each selects."""
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "int8": torch.float32}
+"""The names `precision` accepts and the dtype of the matmuls' inputs each selects ("int8": float32
+inputs, quantised per call by `int8.linear`, against int8 weights; "float16": meant for GPUs)."""
 
 _current: ContextVar[str] = ContextVar("elmo_lm_precision", default="float32")
 
@@ -34,9 +35,10 @@ def current_precision() -> str:
 
 @contextmanager
 def use_precision(precision: str) -> Iterator[None]:
-    """Run the inference kernels called inside the block in `precision` ("float32" or "bfloat16").
+    """Run the inference kernels called inside the block in `precision` (a name of `PRECISIONS`).
 
-    bfloat16 is for inference only: the model's autograd path raises ValueError inside a bfloat16 block.
+    Every precision but float32 is for inference only: the model's autograd path raises ValueError
+    inside such a block.
     """
     matmul_dtype(precision)  # validates the name
     token = _current.set(precision)

@@ -34,6 +34,32 @@ def cached_on_module(module: nn.Module, key: tuple, signature: tuple, build: Cal
     return cache[key][1]
 
 
+INT8_WEIGHTS = "_int8_weights"
+"""The module attribute holding int8 weights that replaced its float ones (`keep_weights_in`)."""
+
+
+def int8_weights(module: nn.Module, build: Callable[[nn.Module, bool], Any]) -> Any:
+    """`build(module, False)`: the module's weights quantised for int8 matmuls, cached on the module
+    (rebuilt when a parameter changes), or those kept in their place by `keep_weights_in`."""
+    owned = module.__dict__.get(INT8_WEIGHTS)
+    if owned is not None:
+        return owned
+    signature = tuple((p.data_ptr(), p._version) for p in module.parameters())
+    return cached_on_module(module, ("int8",), signature, lambda: build(module, False))
+
+
+def to_meta(module: nn.Module, name: str) -> None:
+    """Replace the parameter `module.<name>` (for a ParameterList, its index as a string) by a
+    placeholder of the same shape and dtype on the meta device (no memory)."""
+    old = getattr(module, name)
+    setattr(module, name, nn.Parameter(torch.empty(old.shape, dtype=old.dtype, device="meta"), requires_grad=False))
+
+
+def drop_cache(module: nn.Module) -> None:
+    """Release what `cached_on_module` keeps on the module."""
+    module.__dict__.pop(_CACHE_ATTRIBUTE, None)
+
+
 def cast_weights(module: nn.Module, dtype: torch.dtype, transpose: frozenset[str] = frozenset()
                  ) -> dict[str, torch.Tensor]:
     """The module's parameters by name, detached, in `dtype`; those named in `transpose` with their
@@ -64,8 +90,16 @@ def keep_weights_in(model: nn.Module, precision: str) -> None:
     faster (see `packed_lstm.PACK_LIMIT_BYTES`): their parameters become placeholders of the same
     shape on the meta device. Such a model runs only the inference kernels, in this precision (the
     embedder does this only to a model it loaded itself).
+
+    For int8 the weight matrices are quantised one at a time and their float parameters become
+    meta placeholders (`int8_model.keep_in_int8`): the model keeps a quarter of their memory.
     """
     dtype = matmul_dtype(precision)
+    if precision == "int8":
+        from .int8_model import keep_in_int8
+
+        keep_in_int8(model)
+        return
     with torch.no_grad():
         if dtype != torch.float32:
             for name, parameter in model.token_encoder.named_parameters():
@@ -77,7 +111,7 @@ def keep_weights_in(model: nn.Module, precision: str) -> None:
                 # One matrix at a time, so that the peak holds one extra matrix, not a model.
                 parameter.data = parameter.data.transpose(-1, -2).to(dtype).contiguous().transpose(-1, -2)
     for module in (model.token_encoder, lstm):
-        module.__dict__.pop(_CACHE_ATTRIBUTE, None)
+        drop_cache(module)
     if ONEDNN and lstm.bias[0].device.type == "cpu":
         _keep_step_weights_packed(lstm, dtype)
 
@@ -98,8 +132,7 @@ def _keep_step_weights_packed(lstm: nn.Module, dtype: torch.dtype) -> None:
         for weights in (lstm.recurrent_weight, lstm.projection_weight):
             parameter = weights[layer]  # (D, K, N), stored as (D, N, K)
             per_kind.append([pack(matrix) for matrix in parameter.detach().transpose(-1, -2)])  # each (N, K)
-            weights[layer] = nn.Parameter(torch.empty(parameter.shape, dtype=dtype, device="meta"),
-                                          requires_grad=False)
             del parameter
+            to_meta(weights, str(layer))
         packed.append((per_kind[0], per_kind[1]))
     lstm.__dict__[PACKED_STEP_WEIGHTS] = (dtype, packed)

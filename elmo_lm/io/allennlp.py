@@ -119,15 +119,22 @@ def _read_into(h5: h5py.File, name: str, shape: tuple[int, ...], path: Path, out
         raise ElmoError(f"{path}: cannot read dataset {name!r} ({error}); is the file truncated?") from None
 
 
+Take = Callable[[str, torch.Tensor], torch.Tensor]
+"""`take(key, tensor)`: given each state-dict entry as soon as it is read, returns what the state
+dict keeps instead (the tensor itself, or a converted one, or a meta placeholder of its shape when
+the caller keeps the weight in another form): large weights then never all exist at once."""
+
+
 def load_allennlp_weights(
-    options_file: str | Path, weight_file: str | Path
+    options_file: str | Path, weight_file: str | Path, take: Take | None = None
 ) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """Read a model in the AllenNLP/bilm-tf layout.
 
     Returns the config and an `ElmoBiLM` state dict (with `softmax.weight` / `softmax.bias` when
-    the file stores a softmax). Raises `ElmoError` naming the file and the missing dataset or the
-    shape that does not fit.
+    the file stores a softmax), each entry passed through `take` when given. Raises `ElmoError`
+    naming the file and the missing dataset or the shape that does not fit.
     """
+    take = take or (lambda key, tensor: tensor)
     config = ModelConfig.load(options_file)
     path = Path(weight_file)
     if not path.is_file():
@@ -142,14 +149,16 @@ def load_allennlp_weights(
         for entry in name_map(config):
             if entry.direction is None:
                 array = entry.to_param(_read(h5, entry.dataset, entry.shape, path))
-                state[entry.key] = torch.from_numpy(np.ascontiguousarray(array))
+                state[entry.key] = take(entry.key, torch.from_numpy(np.ascontiguousarray(array)))
                 continue
             if entry.key not in stacked:
                 stacked[entry.key] = np.empty((2, *entry.part_shape()), np.float32)
             # Each slice is read straight into its stacked (D, ...) array.
             _read_into(h5, entry.dataset, entry.shape, path, stacked[entry.key][entry.direction],
                        entry.rows or slice(None))
-        state.update({key: torch.from_numpy(array) for key, array in stacked.items()})
+            if entry.direction == 1:  # complete: through `take` before more is read
+                state[entry.key] = take(entry.key, torch.from_numpy(stacked.pop(entry.key)))
+        state.update({key: take(key, torch.from_numpy(array)) for key, array in stacked.items()})
         P = config.projection_dim
         if "softmax" in h5:
             weight = np.asarray(h5["softmax/W"][...], dtype=np.float32)

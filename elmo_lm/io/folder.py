@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ..config import ModelConfig
 from ..errors import ElmoError
 from ..model import ElmoBiLM
-from .allennlp import load_allennlp_weights
+from .allennlp import Take, load_allennlp_weights
 from .atomic import atomic_path
 
 CONFIG_NAME = "config.json"
@@ -41,6 +42,10 @@ def save_pretrained(
     config = {"model_type": "elmo", "format_version": FORMAT_VERSION, **model.config.to_options()}
     if model.softmax is not None:
         config["vocab_size"] = model.softmax.out_features
+    folder_options = getattr(model.token_encoder, "folder_options", None)  # another format's token encoder
+    if folder_options is not None:
+        config["token_encoder"] = folder_options()
+        model.token_encoder.save_vocabularies(folder)
     tensors = {key: value.detach().to("cpu", dtype).contiguous() for key, value in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS_NAME) as temporary:
         save_file(tensors, str(temporary), metadata={"format": "pt"})
@@ -51,7 +56,7 @@ def save_pretrained(
             shutil.copyfile(vocab_file, temporary)
 
 
-def _load_folder(folder: Path) -> ElmoBiLM:
+def _load_folder(folder: Path, take: Take | None = None) -> ElmoBiLM:
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     try:
         options = json.loads(config_path.read_text(encoding="utf-8"))
@@ -61,9 +66,17 @@ def _load_folder(folder: Path) -> ElmoBiLM:
         raise ElmoError(f"{folder}: {WEIGHTS_NAME} not found beside {CONFIG_NAME}")
     config = ModelConfig.from_options(options, source=str(config_path))
     try:
-        state = load_file(str(weights_path))
+        with safe_open(str(weights_path), framework="pt") as file:  # one tensor at a time, through `take`
+            state = {key: file.get_tensor(key) if take is None else take(key, file.get_tensor(key))
+                     for key in file.keys()}
     except (SafetensorError, OSError) as error:
         raise ElmoError(f"{weights_path}: not a readable safetensors file ({error})") from None
+    if "token_encoder" in options:  # a converted model with another format's token encoder
+        from .elmoformanylangs import TYPE, load_converted
+
+        if not isinstance(options["token_encoder"], dict) or options["token_encoder"].get("type") != TYPE:
+            raise ElmoError(f"{config_path}: unknown token_encoder {options['token_encoder']!r}")
+        return load_converted(folder, options, state)
     return _model_from_state(config, state, str(weights_path))
 
 
@@ -89,18 +102,20 @@ def _model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], sourc
 
 
 def load_model(model: str | Path | None = None, options_file: str | Path | None = None,
-               weight_file: str | Path | None = None) -> ElmoBiLM:
+               weight_file: str | Path | None = None, take: Take | None = None) -> ElmoBiLM:
     """Open a model, in evaluation mode.
 
     Args:
         model: a model folder (`config.json` + `model.safetensors`), or a folder holding
             `options.json` and `weights.hdf5` (or `lm_weights.hdf5`, or a single `*.hdf5`).
         options_file, weight_file: an AllenNLP/bilm-tf model given as its two files.
+        take: each weight as it is read goes through `take(key, tensor)`, and the model gets its
+            result (see `allennlp.Take`).
     """
     if options_file is not None or weight_file is not None:
         if options_file is None or weight_file is None:
             raise ElmoError("give both --options and --weights (or a model folder)")
-        config, state = load_allennlp_weights(options_file, weight_file)
+        config, state = load_allennlp_weights(options_file, weight_file, take)
         return _model_from_state(config, state, str(weight_file))
     if model is None:
         raise ElmoError("no model given: name a model folder, or --options and --weights")
@@ -108,9 +123,9 @@ def load_model(model: str | Path | None = None, options_file: str | Path | None 
     if not folder.is_dir():
         raise ElmoError(f"{folder}: model folder not found")
     if (folder / CONFIG_NAME).is_file():
-        return _load_folder(folder)
+        return _load_folder(folder, take)
     named = [folder / name for name in ("weights.hdf5", "lm_weights.hdf5") if (folder / name).is_file()]
     weight_files = named[:1] or sorted(folder.glob("*.hdf5"))
     if (folder / "options.json").is_file() and len(weight_files) == 1:
-        return load_model(options_file=folder / "options.json", weight_file=weight_files[0])
+        return load_model(options_file=folder / "options.json", weight_file=weight_files[0], take=take)
     raise ElmoError(f"{folder}: expected {CONFIG_NAME} + {WEIGHTS_NAME}, or options.json + weights.hdf5")

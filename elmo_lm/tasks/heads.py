@@ -2,8 +2,9 @@
 
 Both start the same way (paper section 3.3): the ELMo layers are reduced to one vector per token
 (a learned scalar mix, the top layer, or the plain average), optionally concatenated with static
-word vectors, then dropout. The tagger runs an optional BiLSTM and a per-token softmax; the
-classifier an optional BiLSTM, mean or max pooling over the tokens and a small MLP.
+word vectors, then dropout. The tagger runs an optional BiLSTM and either a per-token softmax or a
+linear-chain CRF (on by default for span tag sets); the classifier an optional BiLSTM, then mean,
+max or self-attentive pooling over the tokens and a small MLP.
 
 The mix's layer normalisation (when on) uses one mean and variance per layer over the batch's
 real tokens (AllenNLP's rule, without the `<S>`/`</S>` positions, which are not cached).
@@ -14,13 +15,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..errors import ElmoError
 from ..elmo import ScalarMix
-from .features import Batch
+from .crf import CRF
+from .features import Batch, Ragged
+from .spans import SCHEMES
 
 ElmoInput = Literal["mix", "top", "average", "none"]
 
@@ -43,14 +47,24 @@ class HeadConfig:
     """Width of the static word vectors concatenated to ELMo (0: none)."""
     do_layer_norm: bool = False
     """Layer-normalise each ELMo layer before mixing."""
+    standardize: bool = False
+    """Shift and scale every dimension of every ELMo layer by its mean and standard deviation over
+    the training tokens (kept with the head): ELMo vectors share a large common direction, and
+    without this a head learns rare tags slowly."""
     dropout: float = 0.5
     """Dropout on the token features (and inside the classifier's MLP)."""
     encoder: Literal["lstm", "none"] = "lstm"
     """A BiLSTM over the token features before the output ("none": straight to it)."""
     hidden_dim: int = 128
     """BiLSTM size per direction, and the classifier MLP's hidden size."""
-    pooling: Literal["mean", "max"] = "mean"
-    """Classifier: how token vectors become one sentence vector."""
+    pooling: Literal["mean", "max", "attention"] = "mean"
+    """Classifier: how token vectors become one sentence vector ("attention": a learned score per
+    token, softmax over the sentence, weighted sum)."""
+    crf: bool = False
+    """Tagger: a linear-chain CRF output (transitions constrained by `tag_scheme`) instead of a
+    per-token softmax."""
+    tag_scheme: str = "plain"
+    """Tagger: the tag set's scheme, BIO, IOB1, BIOES or plain (see `spans.detect_scheme`)."""
     mix_l2: float = 0.0
     """Coefficient of the L2 penalty `mix_l2 * sum(w ** 2)` on the mix weights (before softmax)."""
     inputs: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +81,12 @@ class HeadConfig:
             raise ElmoError("n_layers and elmo_dim must be set when the head uses ELMo")
         if len(set(self.labels)) != len(self.labels) or len(self.labels) < 1:
             raise ElmoError("labels must be a non-empty list without repeats")
+        if self.tag_scheme not in SCHEMES:
+            raise ElmoError(f"tag scheme must be one of {', '.join(SCHEMES)}, not {self.tag_scheme!r}")
+        if self.pooling not in ("mean", "max", "attention"):
+            raise ElmoError(f"pooling must be 'mean', 'max' or 'attention', not {self.pooling!r}")
+        if self.crf and self.task != "tagger":
+            raise ElmoError("only a tagger has a CRF output")
 
     @property
     def feature_dim(self) -> int:
@@ -100,6 +120,9 @@ class TaskHead(nn.Module):
         if config.elmo in ("mix", "average"):
             self.mix = ScalarMix(config.n_layers, do_layer_norm=config.do_layer_norm,
                                  trainable=config.elmo == "mix")
+        if config.standardize and config.elmo != "none":
+            self.register_buffer("layer_mean", torch.zeros(config.n_layers, config.elmo_dim))  # (L+1, 2P)
+            self.register_buffer("layer_scale", torch.ones(config.n_layers, config.elmo_dim))  # (L+1, 2P)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm: nn.LSTM | None = None
         self.encoded_dim = config.feature_dim
@@ -115,10 +138,13 @@ class TaskHead(nn.Module):
         if self.config.elmo != "none":
             if batch.layers is None:
                 raise ElmoError("this head needs ELMo layers")
+            layers = batch.layers  # (B, L+1, T, 2P)
+            if self.config.standardize:
+                layers = (layers - self.layer_mean[None, :, None]) / self.layer_scale[None, :, None]
             if self.mix is not None:
-                parts.append(self.mix(batch.layers, batch.mask))  # (B, T, 2P)
+                parts.append(self.mix(layers, batch.mask))  # (B, T, 2P)
             else:
-                parts.append(batch.layers[:, -1])  # (B, T, 2P)
+                parts.append(layers[:, -1])  # (B, T, 2P)
         if self.config.static_dim:
             if batch.static is None:
                 raise ElmoError("this head needs static word vectors")
@@ -137,6 +163,23 @@ class TaskHead(nn.Module):
         encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=features.shape[1])  # (B, T, 2H)
         return self.dropout(encoded) * batch.mask[..., None]
 
+    @torch.no_grad()
+    def fit_standardization(self, layers: Ragged) -> None:
+        """Set the per-dimension mean and scale of each ELMo layer from training tokens `(N, L+1, 2P)`."""
+        if not self.config.standardize or self.config.elmo == "none":
+            return
+        total = np.zeros(self.layer_mean.shape, np.float64)  # (L+1, 2P)
+        squares = np.zeros(self.layer_mean.shape, np.float64)
+        count = len(layers.data)
+        for start in range(0, count, 65536):
+            chunk = np.asarray(layers.data[start : start + 65536], np.float64)  # (n, L+1, 2P)
+            total += chunk.sum(axis=0)
+            squares += (chunk**2).sum(axis=0)
+        mean = total / max(count, 1)
+        std = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0.0))
+        self.layer_mean.copy_(torch.from_numpy(mean))
+        self.layer_scale.copy_(torch.from_numpy(np.maximum(std, 1e-6)))
+
     def penalty(self) -> torch.Tensor:
         """`mix_l2 * sum(w ** 2)` over the scalar mix parameters (zero without a learned mix)."""
         if self.mix is None or self.config.elmo != "mix" or not self.config.mix_l2:
@@ -153,17 +196,52 @@ class TaskHead(nn.Module):
         """The mix's scale gamma; None without a mix."""
         return None if self.mix is None else float(self.mix.gamma.detach())
 
+    def loss(self, batch: Batch, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the targets that are not `ignore` (-1): `(B, T)` or `(B,)` ids."""
+        logits = self(batch)  # (B, T, C) or (B, C)
+        if not (targets >= 0).any():  # a batch whose every target is unknown
+            return logits.sum() * 0.0
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> torch.Tensor:
+        """Label ids: `(B, T)` for a tagger, `(B,)` for a classifier."""
+        return self(batch).argmax(dim=-1)
+
 
 class Tagger(TaskHead):
-    """A label for every token."""
+    """A label for every token: per-token softmax, or a CRF over the tag scores."""
 
     def __init__(self, config: HeadConfig) -> None:
         super().__init__(config)
         self.output = nn.Linear(self.encoded_dim, len(config.labels))
+        self.crf = CRF(config.labels, config.tag_scheme) if config.crf else None
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Tag logits `(B, T, C)`."""
+        """Tag scores `(B, T, C)` (the CRF's emissions with a CRF)."""
         return self.output(self.encode(batch))  # (B, T, C)
+
+    def loss(self, batch: Batch, targets: torch.Tensor) -> torch.Tensor:
+        """With a CRF: the negative log-likelihood of the gold paths per token (sentences holding an
+        unknown tag left out); without: the per-token cross-entropy."""
+        if self.crf is None:
+            return super().loss(batch, targets)
+        emissions = self(batch)  # (B, T, C)
+        mask = batch.mask.clone()
+        mask[:, 0] = True  # a CRF path needs a first token; an empty sentence weighs nothing below
+        known = ((targets >= 0) | ~batch.mask).all(dim=1) & batch.mask.any(dim=1)  # (B,)
+        nll = self.crf.negative_log_likelihood(emissions, targets, mask)  # (B,)
+        tokens = (batch.mask.sum(dim=1) * known).sum().clamp(min=1)
+        return (nll * known).sum() / tokens
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> torch.Tensor:
+        """Tag ids `(B, T)`: the Viterbi path with a CRF, else the best tag per token."""
+        if self.crf is None:
+            return super().predict(batch)
+        mask = batch.mask.clone()
+        mask[:, 0] = True
+        return self.crf.viterbi(self(batch), mask)  # (B, T)
 
 
 class Classifier(TaskHead):
@@ -177,9 +255,14 @@ class Classifier(TaskHead):
             nn.Dropout(config.dropout),
             nn.Linear(config.hidden_dim, len(config.labels)),
         )
+        self.attention = nn.Linear(self.encoded_dim, 1) if config.pooling == "attention" else None
 
     def pool(self, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean or max over the real tokens of `(B, T, H)` -> `(B, H)`; zeros for an empty sentence."""
+        """Mean, max or attention over the real tokens of `(B, T, H)` -> `(B, H)`; zeros for an empty sentence."""
+        if self.attention is not None:
+            scores = self.attention(encoded).squeeze(-1).masked_fill(~mask, float("-inf"))  # (B, T)
+            weights = torch.softmax(scores, dim=1).nan_to_num(0.0)  # (B, T); an empty row gives NaN -> 0
+            return (weights[..., None] * encoded).sum(dim=1)  # (B, H)
         if self.config.pooling == "max":
             filled = encoded.masked_fill(~mask[..., None], float("-inf"))  # (B, T, H)
             pooled = filled.max(dim=1).values  # (B, H)
@@ -195,6 +278,4 @@ class Classifier(TaskHead):
 
 def build_head(config: HeadConfig) -> TaskHead:
     """A fresh `Tagger` or `Classifier` for `config`."""
-    if config.pooling not in ("mean", "max"):
-        raise ElmoError(f"pooling must be 'mean' or 'max', not {config.pooling!r}")
     return Tagger(config) if config.task == "tagger" else Classifier(config)

@@ -16,6 +16,7 @@ from .data import Example, read_examples
 from .features import elmo_layers, static_features
 from .folder import METRICS, load_head, save_head, write_json
 from .heads import HeadConfig, TaskHead, build_head
+from .spans import SPAN_SCHEMES, detect_scheme
 from .static import StaticVectors, load_static_vectors
 from .train import TaskData, TrainSettings, encode_targets, predict_ids, score, train_head
 
@@ -158,7 +159,9 @@ def train_task(
         model: the ELMo model (bundled by default; unused with `head_options["elmo"] == "none"`).
         static: static word vectors to concatenate (or use alone).
         head_options: `HeadConfig` fields: elmo, do_layer_norm, dropout, encoder, hidden_dim,
-            pooling, mix_l2.
+            pooling, mix_l2, standardize (default on with ELMo), crf (None or absent: on for a
+            tagger whose tags follow a span scheme, BIO / IOB1 / BIOES, detected from the
+            training file).
         settings: training settings.
         tokenize: classification text is raw: split it with the built-in tokenizer.
         cache_dir: keep the precomputed ELMo layers here (float16) and reuse them.
@@ -175,6 +178,15 @@ def train_task(
     if dev is None:
         train, dev = _split_dev(train, settings.seed)
     labels = sorted({label for example in train for label in example.labels})
+    head_options.setdefault("standardize", head_options.get("elmo", "mix") != "none")
+    if task == "tagger":
+        head_options["tag_scheme"] = detect_scheme(labels, [example.labels for example in train])
+        if head_options.get("crf") is None:
+            head_options["crf"] = head_options["tag_scheme"] in SPAN_SCHEMES
+    else:
+        head_options["crf"] = bool(head_options.get("crf"))
+        if head_options["crf"]:
+            raise ElmoError("--crf is for taggers only")
     inputs = Inputs(cache_dir=Path(cache_dir) if cache_dir else None, show_progress_bar=log is not None)
     n_layers = elmo_dim = static_dim = 0
     recorded: dict[str, Any] = {"tokenize": tokenize}
@@ -245,7 +257,8 @@ def evaluate_task(
     data = inputs.features(config, examples, "evaluate")
     predicted = predict_ids(head, data)
     metrics = {"head": str(head_dir), "test_file": str(test_file),
-               **score(config.task, data.targets, predicted, len(config.labels))}
+               **score(config.task, data.targets, predicted, config.labels, config.tag_scheme,
+                       gold_tags=[example.labels for example in examples])}
     metrics["unknown_labels"] = int(sum((targets < 0).sum() for targets in data.targets))
     if predictions_file is not None:
         write_predictions(predictions_file, config, examples, predicted)

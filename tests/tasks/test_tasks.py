@@ -21,9 +21,10 @@ import torch
 from elmo_lm import Embedder, ElmoError, load_model
 from elmo_lm.tasks import (HeadConfig, StaticVectors, TaskData, TrainSettings, build_head, elmo_layers,
                            encode_targets, evaluate_head, load_head, load_static_vectors, predict_ids,
-                           read_classification, read_tagged, save_head, static_features, train_head)
+                           read_classification, read_tagged, save_head, selection_metric, static_features,
+                           train_head)
 from elmo_lm.tasks.data import Example
-from elmo_lm.tasks.run import ModelSource
+from elmo_lm.tasks.run import ModelSource, evaluate_task, train_task
 
 from conftest import ALLENNLP, PROJECT_ROOT
 
@@ -88,10 +89,11 @@ def test_tagger_learns_word_classes(embedder, encoder):
     assert len(summary["layer_weights"]) == 3 and abs(sum(summary["layer_weights"]) - 1) < 1e-6
 
 
-@pytest.mark.parametrize("pooling", ["mean", "max"])
-def test_classifier_learns_marked_sentences(embedder, pooling):
+@pytest.mark.parametrize("pooling, encoder", [("mean", "none"), ("max", "none"), ("max", "lstm"),
+                                              ("attention", "lstm")])
+def test_classifier_learns_marked_sentences(embedder, pooling, encoder):
     rng = random.Random(1)
-    config = head_config("classifier", ["no", "yes"], encoder="none", pooling=pooling)
+    config = head_config("classifier", ["no", "yes"], encoder=encoder, pooling=pooling)
     train, dev, test = (task_data(embedder, config, classification_examples(n, rng)) for n in (160, 40, 100))
     torch.manual_seed(0)
     head = build_head(config)
@@ -99,6 +101,19 @@ def test_classifier_learns_marked_sentences(embedder, pooling):
     metrics = evaluate_head(head, test)
     assert metrics["accuracy"] >= 0.95
     assert metrics["macro_f1"] >= 0.95
+
+
+def test_attention_pooling_ignores_padding(embedder):
+    """A sentence pools to the same vector alone and padded in a batch with a longer one."""
+    config = head_config("classifier", ["no", "yes"], encoder="lstm", pooling="attention")
+    data = task_data(embedder, config, [Example(["a", "cat"], ["no"], 0),
+                                        Example(["the", "dog", "runs", "home", "!"], ["yes"], 0)])
+    torch.manual_seed(0)
+    head = build_head(config).eval()
+    with torch.no_grad():
+        alone = head.pool(head.encode(data.batch([0])), data.batch([0]).mask)  # (1, H)
+        padded = head.pool(head.encode(data.batch([0, 1])), data.batch([0, 1]).mask)  # (2, H)
+    torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=1e-5)
 
 
 def test_static_vectors_alone_and_concatenated(embedder):
@@ -342,3 +357,83 @@ def test_cli_bad_input_names_file_and_line(tmp_path):
     assert f"{bad}, line 4:" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "head").exists()
+
+
+# --- a skewed entity set under the default settings ---------------------------------------
+
+FILLER = "the a of in on at big small old new cat dog house river tree car bird city runs sees eats likes".split()
+PEOPLE = "alice bob carol dave".split()
+PLACES = ["paris", "london", "new york", "rome"]
+
+
+def entity_examples(n: int, rng: random.Random) -> list[Example]:
+    """Ten-token sentences, every other one holding one entity (a one-word person or a one- or
+    two-word place, BIO tags): about 95% of the tokens are `O`."""
+    out = []
+    for i in range(n):
+        tokens = [rng.choice(FILLER) for _ in range(10)]
+        tags = ["O"] * 10
+        if i % 2:
+            at = rng.randrange(9)
+            if rng.random() < 0.5:
+                tokens[at], tags[at] = rng.choice(PEOPLE), "B-PER"
+            else:
+                for k, word in enumerate(rng.choice(PLACES).split()):
+                    tokens[at + k], tags[at + k] = word, "I-LOC" if k else "B-LOC"
+        out.append(Example(tokens, tags, 0))
+    return out
+
+
+def test_default_settings_find_entities_in_a_skewed_set(tmp_path):
+    """The issue's failure: on a set of mostly `O` tags, the old defaults (accuracy selection,
+    patience 3, learning rate 1e-3, softmax) stopped on the all-`O` prediction. The defaults now
+    (CRF, standardized inputs, selection on span F1, minimum epochs) find the entities."""
+    rng = random.Random(8)
+    train, test = entity_examples(600, rng), entity_examples(100, rng)
+    share = sum(tag == "O" for e in train for tag in e.labels) / sum(len(e.labels) for e in train)
+    assert share > 0.94
+    write_tagged(tmp_path / "train.txt", train)
+    write_tagged(tmp_path / "test.txt", test)
+    source = ModelSource(options_file=str(OPTIONS), weight_file=str(WEIGHTS))
+    torch.set_num_threads(1)
+    metrics = train_task("tagger", tmp_path / "train.txt", tmp_path / "head", model=source)
+    assert metrics["selection_metric"] == "span_f1"
+    config = json.loads((tmp_path / "head" / "config.json").read_text())
+    assert config["crf"] and config["tag_scheme"] == "BIO" and config["standardize"]
+    evaluated = evaluate_task(tmp_path / "head", tmp_path / "test.txt")
+    assert evaluated["span_f1"] > 0.5, evaluated
+    assert set(evaluated["per_type"]) == {"LOC", "PER"}
+    printed = run_cli("task", "evaluate", str(tmp_path / "head"), str(tmp_path / "test.txt"), "--quiet")
+    assert printed.returncode == 0, printed.stderr
+    assert f"span_f1         {evaluated['span_f1']:.4f}" in printed.stdout
+    assert any(line.startswith("PER ") for line in printed.stdout.splitlines())
+    saved = json.loads((tmp_path / "head" / "evaluation.json").read_text())
+    assert saved["per_type"]["PER"]["gold"] == evaluated["per_type"]["PER"]["gold"] > 0
+
+
+def test_selection_metric_and_patience_after_min_epochs(embedder):
+    tagger = head_config("tagger", ["B-X", "I-X", "O"], tag_scheme="BIO")
+    assert selection_metric(tagger, []) == "span_f1"
+    assert selection_metric(head_config("tagger", ["N", "V"]), []) == "accuracy"
+    classifier = head_config("classifier", ["no", "yes"])
+    assert selection_metric(classifier, [np.array([0])] * 9 + [np.array([1])]) == "macro_f1"
+    assert selection_metric(classifier, [np.array([0]), np.array([1])]) == "accuracy"
+    with pytest.raises(ElmoError, match="does not apply"):
+        selection_metric(head_config("tagger", ["N", "V"]), [], "span_f1")
+    # A dev set the head cannot get better on (learning rate 0: nothing changes):
+    # it runs the minimum number of epochs plus the patience, then stops.
+    rng = random.Random(9)
+    config = head_config("tagger", ["N", "V"])
+    train, dev = (task_data(embedder, config, tagging_examples(n, rng)) for n in (40, 20))
+    summary = train_head(build_head(config), train, dev,
+                         TrainSettings(epochs=30, learning_rate=0.0, min_epochs=4, patience=2))
+    assert summary["epochs_run"] == 6 and summary["selection_metric"] == "accuracy"
+
+
+def test_cli_defaults_are_the_library_defaults():
+    from elmo_lm.cli import task_train_command
+
+    defaults = {param.name: param.default for param in task_train_command.params}
+    settings = TrainSettings()
+    for name in ("epochs", "batch_size", "learning_rate", "patience", "min_epochs", "metric", "seed"):
+        assert defaults[name] == getattr(settings, name), name
