@@ -33,6 +33,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
+import gzip
 import hashlib
 import io
 import json
@@ -50,6 +52,7 @@ from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus_clean as cc  # noqa: E402  (a sibling module of this script)
+import corpus_formats as cf  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,6 +93,10 @@ WORDNET_PACKAGE = Package("debian", "wordnet-base", "1:3.0-37")
 PYDOCS_PACKAGE = Package("debian", "python3.11-doc", "3.11.2-6+deb12u8")
 
 
+def _deb(name: str, version: str) -> Package:
+    return Package("debian", name, version)
+
+
 # --------------------------------------------------------------------------- archives
 
 
@@ -112,7 +119,9 @@ def _deb_data_tar(path: Path) -> tarfile.TarFile:
         if name.startswith("data.tar"):
             if name.endswith(".zst"):
                 raise CorpusError(f"{path.name}: zstd-compressed packages are not supported")
-            return tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
+            # A stream ("r|*"): members are read in one pass (random access into an xz stream
+            # decompresses it again from the start for every member).
+            return tarfile.open(fileobj=io.BytesIO(body), mode="r|*")
         pos += 60 + size + (size % 2)
     raise CorpusError(f"{path.name} has no data.tar member")
 
@@ -128,15 +137,16 @@ def read_members(path: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[st
                 if not name.endswith("/") and wanted(name):
                     yield name, archive.read(name)
         return
-    archive = _deb_data_tar(path) if path.suffix == ".deb" else tarfile.open(path, mode="r:*")
+    archive = _deb_data_tar(path) if path.suffix == ".deb" else tarfile.open(path, mode="r|*")
+    found = []
     with archive:
-        members = sorted((m for m in archive.getmembers() if m.isfile()), key=lambda m: m.name)
-        for member in members:
+        for member in archive:  # one pass over the stream
             name = _strip_dot_slash(member.name)
-            if wanted(name):
+            if member.isfile() and wanted(name):
                 handle = archive.extractfile(member)
                 assert handle is not None
-                yield name, handle.read()
+                found.append((name, handle.read()))
+    yield from sorted(found, key=lambda item: item[0])
 
 
 def decode_text(raw: bytes) -> str:
@@ -234,6 +244,65 @@ def extract_pydocs(path: Path) -> list[cc.Document]:
     return documents
 
 
+def _decoded(name: str, raw: bytes) -> str:
+    """A member's text, gunzipped first when it is a .gz or dictzip .dz file."""
+    if name.endswith((".gz", ".dz")):
+        raw = gzip.decompress(raw)
+    return decode_text(raw)
+
+
+def extract_pages(path: Path, wanted: str, convert: Callable[[str], list[str]], exclude: str = r"$^") -> list[cc.Document]:
+    """One document per archive member whose name matches `wanted` (and not `exclude`), cleaned by `convert`."""
+    pattern, skip = re.compile(wanted), re.compile(exclude)
+    documents = []
+    for name, raw in read_members(path, lambda n: bool(pattern.search(n)) and not skip.search(n)):
+        paragraphs = convert(_decoded(name, raw))
+        if paragraphs:
+            documents.append(cc.Document(doc_id=name, paragraphs=paragraphs))
+    if not documents:
+        raise CorpusError(f"{path.name}: no pages matching {wanted}")
+    return documents
+
+
+def extract_info(path: Path, wanted: str) -> list[cc.Document]:
+    """One document per node of the matching GNU info files."""
+    documents = []
+    for name, raw in read_members(path, lambda n: bool(re.search(wanted, n))):
+        for node, paragraphs in cf.info_nodes(_decoded(name, raw)):
+            if paragraphs:
+                documents.append(cc.Document(doc_id=f"{name}/{node}", paragraphs=paragraphs))
+    if not documents:
+        raise CorpusError(f"{path.name}: no info nodes matching {wanted}")
+    return documents
+
+
+def extract_entries(path: Path, wanted: str, entries: Callable[[str], list[list[str]]], chunk: int = 100) -> list[cc.Document]:
+    """Dictionary entries (or fortunes) of the matching files, grouped into documents of `chunk` entries."""
+    documents = []
+    for name, raw in read_members(path, lambda n: bool(re.search(wanted, n))):
+        items = entries(_decoded(name, raw))
+        for start in range(0, len(items), chunk):
+            paragraphs = [p for item in items[start : start + chunk] for p in item]
+            documents.append(cc.Document(doc_id=f"{name}/{start}", paragraphs=paragraphs))
+    if not documents:
+        raise CorpusError(f"{path.name}: no entries in files matching {wanted}")
+    return documents
+
+
+def _fortune_items(text: str) -> list[list[str]]:
+    return [[item] for item in cf.fortunes(text)]
+
+
+_RST_SOURCES = r"/_sources/.*\.(rst|txt)(\.txt)?$"
+_HTML_NOT_INDEX = r"(genindex|modindex|search|py-modindex|/_static/|/_modules/|/_sources/)"
+
+
+def _html_source(name: str, package: Package, licence: str, description: str, wanted: str = r"\.html$",
+                 exclude: str = _HTML_NOT_INDEX) -> Source:
+    return Source(name, package, licence, description,
+                  functools.partial(extract_pages, wanted=wanted, convert=cf.html_paragraphs, exclude=exclude))
+
+
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in [
@@ -243,6 +312,56 @@ SOURCES: dict[str, Source] = {
         Source("austen", AUSTEN_PACKAGE, "MIT", "Jane Austen's six novels", extract_austen),
         Source("wordnet", WORDNET_PACKAGE, "WordNet 3.0 licence", "WordNet glosses and examples", extract_wordnet),
         Source("pydocs", PYDOCS_PACKAGE, "PSF License", "Python 3.11 documentation", extract_pydocs, min_tokens=3),
+        Source("linux", _deb("linux-doc-6.1", "6.1.192-3"), "GPL-2.0", "Linux kernel documentation",
+               functools.partial(extract_pages, wanted=_RST_SOURCES, convert=cc.rest_paragraphs,
+                                 exclude=r"/translations/"), min_tokens=3),
+        Source("gcide", _deb("dict-gcide", "0.48.5+nmu2"), "GPL-3.0+",
+               "GCIDE dictionary (Webster 1913 + supplements): definitions and quotations",
+               functools.partial(extract_entries, wanted=r"gcide\.dict\.dz$", entries=cf.gcide_entries, chunk=200)),
+        Source("man", _deb("manpages", "6.03-2"), "Linux man-pages licences (GPL-2.0+, BSD, verbatim)",
+               "Linux man pages (sections 1, 4-8)",
+               functools.partial(extract_pages, wanted=r"/man/man\d/[^/]+\.gz$", convert=cf.man_paragraphs),
+               min_tokens=3),
+        Source("mandev", _deb("manpages-dev", "6.03-2"), "Linux man-pages licences (GPL-2.0+, BSD, verbatim)",
+               "Linux man pages (sections 2, 3)",
+               functools.partial(extract_pages, wanted=r"/man/man\d/[^/]+\.gz$", convert=cf.man_paragraphs),
+               min_tokens=3),
+        Source("perl", _deb("perl-doc", "5.36.0-7+deb12u4"), "GPL-1.0+ or Artistic", "Perl documentation (POD)",
+               functools.partial(extract_pages, wanted=r"\.pod$", convert=cf.pod_paragraphs), min_tokens=3),
+        _html_source("git", _deb("git-doc", "1:2.39.5-0+deb12u3"), "GPL-2.0", "Git documentation"),
+        _html_source("postgres", _deb("postgresql-doc-15", "15.20-0+deb12u1"), "PostgreSQL Licence",
+                     "PostgreSQL 15 manual"),
+        _html_source("sqlalchemy", _deb("python-sqlalchemy-doc", "1.4.46+ds1-1"), "MIT", "SQLAlchemy documentation"),
+        _html_source("cmake", _deb("cmake-doc", "3.25.1-1"), "BSD-3-Clause", "CMake documentation"),
+        _html_source("django", _deb("python-django-doc", "3:3.2.25-0+deb12u7"), "BSD-3-Clause",
+                     "Django documentation"),
+        _html_source("scipy", _deb("python-scipy-doc", "1.10.1-2"), "BSD-3-Clause", "SciPy documentation"),
+        _html_source("pandas", _deb("python-pandas-doc", "1.5.3+dfsg-2"), "BSD-3-Clause", "pandas documentation"),
+        _html_source("gimp", _deb("gimp-help-en", "2.10.34-2"), "GFDL-1.2", "GIMP user manual"),
+        _html_source("gnucash", _deb("gnucash-docs", "4.13-1"), "GFDL-1.1", "GnuCash guide and help (English)",
+                     wanted=r"gnucash-(guide|help)-en/.*\.html$"),
+        _html_source("handbook", _deb("debian-handbook", "11.20220922"), "GPL-2.0+ or CC BY-SA 3.0",
+                     "The Debian Administrator's Handbook (English)", wanted=r"/en-US/.*\.html$"),
+        _html_source("debref", _deb("debian-reference-en", "2.100"), "GPL-2.0+", "Debian Reference (English)"),
+        _html_source("devref", _deb("developers-reference", "12.18"), "GPL-2.0", "Debian Developer's Reference",
+                     wanted=r"developers-reference/[^/]+\.html$"),
+        _html_source("maintguide", _deb("maint-guide", "1.2.53"), "GPL-2.0+", "Debian New Maintainers' Guide",
+                     wanted=r"maint-guide/html/[^/]+\.en\.html$"),
+        _html_source("debfaq", _deb("debian-faq", "11.1"), "GPL-2.0+", "The Debian GNU/Linux FAQ",
+                     wanted=r"FAQ/[^/]+\.html$"),
+        _html_source("gnome", _deb("gnome-user-docs", "43.0-2"), "CC BY-SA 3.0", "GNOME user help (English)",
+                     wanted=r"/help/C/.*\.page$"),
+        Source("gnustd", _deb("gnu-standards", "2022.03.23-0.1"), "GFDL-1.3+", "GNU Coding Standards and "
+               "maintainers' information", functools.partial(extract_info, wanted=r"\.info(\.gz)?$")),
+        Source("foldoc", _deb("dict-foldoc", "20230119-1"), "GFDL-1.1+", "FOLDOC computing dictionary",
+               functools.partial(extract_entries, wanted=r"\.dict\.dz$", entries=cf.dictd_entries)),
+        Source("jargon", _deb("dict-jargon", "4.4.7-3.1"), "public domain", "The Jargon File",
+               functools.partial(extract_entries, wanted=r"\.dict\.dz$", entries=cf.dictd_entries)),
+        Source("devil", _deb("dict-devil", "1.0-13.1"), "public domain", "Bierce's Devil's Dictionary",
+               functools.partial(extract_entries, wanted=r"\.dict\.dz$", entries=cf.dictd_entries)),
+        Source("fortunes", _deb("fortunes", "1:1.99.1-7.3"), "BSD-4-Clause (fortune-mod; quotations public)",
+               "fortune-mod's fortunes (not the offensive set)",
+               functools.partial(extract_entries, wanted=r"games/fortunes/[a-z\-]+$", entries=_fortune_items)),
     ]
 }
 

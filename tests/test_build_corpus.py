@@ -339,3 +339,62 @@ def test_bad_deb_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not an archive")
     with pytest.raises(bc.CorpusError, match="not a Debian package"):
         list(bc.read_members(bad, lambda n: True))
+
+
+# --- documentation and dictionary formats (scripts/corpus_formats.py) ---------------------------------
+
+cf = bc.cf
+
+
+def test_html_keeps_paragraphs_and_drops_code_and_navigation():
+    page = """<html><head><title>T</title></head><body>
+    <div class="sphinxsidebar"><p>Navigation links that are long enough to pass.</p></div>
+    <p>The <code>git log</code> command shows the commit history of a branch.</p>
+    <pre>$ git log --oneline
+    abc123 a commit message here.</pre>
+    <ul><li>Each entry names its author and the date it was made.</li></ul>
+    <div class="para">Publican wraps paragraphs in a div of class para, like this one.</div>
+    <p>Short.</p></body></html>"""
+    assert cf.html_paragraphs(page) == [
+        "The git log command shows the commit history of a branch.",
+        "Each entry names its author and the date it was made.",
+        "Publican wraps paragraphs in a div of class para, like this one."]
+
+
+def test_pod_keeps_ordinary_paragraphs_with_codes_resolved():
+    pod = ("=head1 NAME\n\nperlfoo - a page\n\n=head1 DESCRIPTION\n\nUse B<print> to write to L<the handle|perlfunc/print>"
+           " and E<lt>STDIN E<gt> to read.\n\n    my $x = 1;  # verbatim code\n\n=cut\n\nsub code { }\n")
+    assert cf.pod_paragraphs(pod) == ["Use print to write to the handle and <STDIN > to read."]
+
+
+def test_man_page_keeps_running_text_without_synopsis_or_examples():
+    page = ('.TH LS 1\n.SH NAME\nls \\- list directory contents\n.SH SYNOPSIS\n.B ls\n[\\fIOPTION\\fR]...\n'
+            '.SH DESCRIPTION\nList information about the FILEs (the current directory by default).\n'
+            '.PP\nSort entries alphabetically if none of\n.B \\-cftuvSUX\nis specified.\n.nf\nls -l /tmp\n.fi\n'
+            '.TP\n.B \\-a\ndo not ignore entries starting with a dot.\n')
+    assert cf.man_paragraphs(page) == [
+        "List information about the FILEs (the current directory by default).",
+        "Sort entries alphabetically if none of -cftuvSUX is specified.",
+        "do not ignore entries starting with a dot."]  # a tagged paragraph's text, without its tag
+
+
+def test_gcide_entries_drop_headwords_etymologies_and_sources():
+    text = ('Aback \\A*back"\\ ([.a]*b[a^]k"), adv. [Pref. a- + back; AS. on\n   b[ae]c at, on.]\n'
+            '   1. Toward the back or rear; backward, as a ship is taken aback.\n   [1913 Webster]\n\n'
+            'Abacus \\Ab"a*cus\\, n.\n   A table or tray strewn with sand, used for calculating by {Arithmetic}.\n'
+            '   [1913 Webster]\n')
+    assert cf.gcide_entries(text) == [
+        ["1. Toward the back or rear; backward, as a ship is taken aback."],
+        ["A table or tray strewn with sand, used for calculating by Arithmetic."]]
+
+
+def test_fortunes_are_split_on_percent_lines_without_attributions():
+    text = "A penny saved is a penny earned.\n\t\t-- Benjamin Franklin\n%\nOk.\n%\nThe only way to have a friend is to be one.\n"
+    assert cf.fortunes(text) == ["A penny saved is a penny earned.", "The only way to have a friend is to be one."]
+
+
+def test_info_nodes_skip_menus_and_examples():
+    text = ("\x1fFile: standards.info,  Node: Preface,  Next: Legal\n\n1 About the GNU Coding Standards\n"
+            "**********************************\n\nThe GNU Coding Standards were written by Richard Stallman and others.\n\n"
+            "* Menu:\n\n* Legal::   Legal issues.\n\n     int main (void) { return 0; }\n")
+    assert cf.info_nodes(text) == [("Preface", ["The GNU Coding Standards were written by Richard Stallman and others."])]

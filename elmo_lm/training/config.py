@@ -36,6 +36,7 @@ IGNORED_BILM_TF_KEYS = tuple(key for key, name in BILM_TF_TRAINING_KEYS.items() 
 """bilm-tf training keys with no TrainConfig field (facts about the data, or fixed choices here)."""
 
 OPTIMIZERS = ("adagrad", "adam")
+PRECISIONS = ("float32", "bfloat16", "auto")
 SOFTMAX_KINDS = ("auto", "full", "sampled")
 
 
@@ -94,6 +95,10 @@ class TrainConfig:
     """Lines held by the shuffle buffer of the data stream (files are shuffled too)."""
     plot: bool = True
     """Draw `learning_curves.png` at the end (needs matplotlib, an optional dependency)."""
+    precision: str = "float32"
+    """Products of the training matmuls: `float32`, `bfloat16` (master weights, cell state, losses and
+    optimizer stay float32), or `auto`: bfloat16 where the CPU has native bfloat16 dot products (AMX, or
+    AMD's AVX-512 BF16, read from its flags), else float32. Evaluation always runs in float32."""
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "unroll_steps", "log_every", "valid_every", "checkpoint_every", "n_negative_samples",
@@ -111,6 +116,8 @@ class TrainConfig:
             raise ElmoError(f"training option dropout must be a number in [0, 1), not {self.dropout!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ElmoError(f"training option optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise ElmoError(f"training option precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.softmax not in SOFTMAX_KINDS:
             raise ElmoError(f"training option softmax must be one of {', '.join(SOFTMAX_KINDS)}, not {self.softmax!r}")
         for name in ("tokenize", "plot"):
@@ -133,6 +140,16 @@ class TrainConfig:
         if self.learning_rate is not None:
             return self.learning_rate
         return 0.2 if self.optimizer == "adagrad" else 1e-3
+
+    def matmul_dtype(self, device_type: str = "cpu") -> Any:
+        """The torch dtype of the training matmuls' products for `precision` on this machine."""
+        import torch
+
+        from ..cpu_features import bfloat16_is_fast
+
+        if self.precision == "bfloat16" or (self.precision == "auto" and device_type == "cpu" and bfloat16_is_fast()):
+            return torch.bfloat16
+        return torch.float32
 
     def use_sampled_softmax(self, vocab_size: int) -> bool:
         """Whether training over `vocab_size` words uses the sampled softmax."""

@@ -47,7 +47,10 @@ from .init_model import load_init_model
 from .metrics import MetricsLog, perplexity_record, plot_learning_curves, read_metrics
 from .objective import LMObjective
 from .run_folder import CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME, RUN_FILE, VOCAB_NAME, read_run, write_run
-from .softmax import LogUniformSampler
+from .softmax import LogUniformSampler, zipf_log_prior
+
+TRAIN_FULL_BATCHES = 10
+"""Batches of the training corpus evaluated with the full softmax at each validation point."""
 
 
 def make_optimizer(parameters: Any, config: TrainConfig) -> torch.optim.Optimizer:
@@ -204,6 +207,9 @@ def _build_model(config: TrainConfig, vocab: Vocabulary, init: str | Path | None
         config = config.replace(model=model.config)
     else:
         model = ElmoBiLM(config.model, vocab_size=len(vocab))
+        assert model.softmax is not None
+        with torch.no_grad():
+            model.softmax.bias.copy_(zipf_log_prior(len(vocab)))  # (V,) each word near its log frequency
     return model, config
 
 
@@ -230,14 +236,16 @@ class _Run:
         if self.sampler is not None and config.n_negative_samples >= V:
             raise ElmoError(f"n_negative_samples ({config.n_negative_samples}) must be smaller than the vocabulary "
                             f"({V}); use the full softmax (softmax: full) for a vocabulary this small")
-        self.objective = LMObjective(model, dropout=config.dropout, sampler=self.sampler)
+        matmul_dtype = config.matmul_dtype(dist.device.type)
+        self.objective = LMObjective(model, dropout=config.dropout, sampler=self.sampler, matmul_dtype=matmul_dtype)
         self.optimizer = make_optimizer(model.parameters(), config)
         self.sampler_rng = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed + 1 + dist.rank)  # dropout: different masks on each process
         n_parameters = sum(p.numel() for p in model.parameters())
         console.log(f"model: {n_parameters:,} parameters; softmax: "
                     + (f"sampled, {config.n_negative_samples:,} negatives" if self.sampler else "full")
-                    + f"; optimizer: {config.optimizer}, lr {config.lr:g}; {dist.world_size} process(es) on "
+                    + f"; optimizer: {config.optimizer}, lr {config.lr:g}; matmuls in "
+                    + f"{str(matmul_dtype).removeprefix('torch.')}; {dist.world_size} process(es) on "
                     f"{dist.device}")
         self.progress = Progress()
         self.state: LstmState | None = None
@@ -400,6 +408,14 @@ class _Run:
             self.metrics.write(record)
         self.console.log(f"step {self.progress.step:,}: validation perplexity {record['ppl']:,.2f} "
                          f"(forward {record['forward_ppl']:,.2f}, backward {record['backward_ppl']:,.2f})")
+        # The training perplexity under the full softmax, on the first batches of the training data.
+        totals = stateful_totals(self.model, self.data.train_files, self.data.vocab, config.batch_size,
+                                 config.unroll_steps, config.tokenize,
+                                 min(config.valid_max_batches or TRAIN_FULL_BATCHES, TRAIN_FULL_BATCHES), dist.rank,
+                                 dist.world_size)
+        summed = LossTotals.from_tensor(dist.all_reduce_sum(totals.as_tensor().to(dist.device)).cpu())
+        if dist.is_main:
+            self.metrics.write({"split": "train_full", "step": self.progress.step, **summed.record()})
         self.last_valid = self.progress.step
 
     def checkpoint(self) -> None:

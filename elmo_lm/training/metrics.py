@@ -5,7 +5,10 @@ targets per direction seen so far, all processes), `forward_loss`, `backward_los
 mean, nats), `forward_ppl`, `backward_ppl`, `ppl` (exp of the loss), `tokens_per_s`, `lr`,
 `elapsed_s`; each averages the steps since the previous record. Validation records
 (`"split": "valid"`): `step`, `forward_loss`, `backward_loss`, `loss`, `forward_ppl`,
-`backward_ppl`, `ppl`, `tokens`.
+`backward_ppl`, `ppl`, `tokens`. At each validation point, `"split": "train_full"` records the same
+for the first batches of the training corpus read in order (full softmax, no dropout): the
+training perplexity on the scale of the validation one (the `train` records of a sampled-softmax
+run are the sampled estimate, which can sit far below the full softmax's).
 """
 
 from __future__ import annotations
@@ -88,9 +91,13 @@ def plot_learning_curves(metrics_path: str | os.PathLike[str], png_path: str | o
     records = read_metrics(metrics_path)
     train = [r for r in records if r.get("split") == "train"]
     valid = [r for r in records if r.get("split") == "valid"]
+    train_full = [r for r in records if r.get("split") == "train_full"]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for key, label in (("forward_ppl", "forward"), ("backward_ppl", "backward")):
         axes[0].plot([r["step"] for r in train], [r[key] for r in train], label=f"train {label}")
+        if train_full:
+            axes[0].plot([r["step"] for r in train_full], [r[key] for r in train_full], "s--",
+                         label=f"train {label} (full softmax)")
         if valid:
             axes[0].plot([r["step"] for r in valid], [r[key] for r in valid], "o-", label=f"valid {label}")
     axes[0].set_yscale("log")

@@ -41,9 +41,13 @@ class LMObjective(nn.Module):
         dropout: dropout rate in training mode.
         sampler: the negative sampler when training with the sampled softmax (None: full softmax;
             evaluation mode always uses the full softmax).
+        matmul_dtype: the dtype of the training matmuls' products: float32, or bfloat16 where the
+            CPU has native bfloat16 dot products (the weights, cell state and losses stay float32).
+            None leaves the model's setting as it is. Evaluation always multiplies in float32.
     """
 
-    def __init__(self, model: ElmoBiLM, dropout: float = 0.0, sampler: LogUniformSampler | None = None) -> None:
+    def __init__(self, model: ElmoBiLM, dropout: float = 0.0, sampler: LogUniformSampler | None = None,
+                 matmul_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if model.softmax is None:
             raise ElmoError("the model has no softmax: add one (model.add_softmax(V)) to train or evaluate it")
@@ -51,6 +55,8 @@ class LMObjective(nn.Module):
         self.dropout = dropout
         self.sampler = sampler
         model.lstm.dropout = dropout
+        if matmul_dtype is not None:
+            model.token_encoder.matmul_dtype = model.lstm.matmul_dtype = matmul_dtype
 
     def forward(
         self,
@@ -85,9 +91,11 @@ class LMObjective(nn.Module):
         if self.training and self.sampler is not None:
             if sample is None:
                 raise ValueError("training with the sampled softmax needs the step's negatives")
-            nll = sampled_softmax_nll(hidden, flat_targets, softmax.weight, softmax.bias, sample, self.sampler)
+            nll = sampled_softmax_nll(hidden, flat_targets, softmax.weight, softmax.bias, sample, self.sampler,
+                                      self.model.lstm.matmul_dtype)
         else:
-            nll = full_softmax_nll(hidden, flat_targets, softmax.weight, softmax.bias)  # (N,)
+            dtype = self.model.lstm.matmul_dtype if self.training else torch.float32
+            nll = full_softmax_nll(hidden, flat_targets, softmax.weight, softmax.bias, dtype)  # (N,)
         n_tokens = real.sum(dim=(1, 2))  # (D,)
         n_forward = int(n_tokens[0])
         loss_sums = torch.stack([nll[:n_forward].sum(), nll[n_forward:].sum()])  # (D,)

@@ -87,8 +87,28 @@ class LogUniformSampler:
         return NegativeSample(torch.from_numpy(np.concatenate(taken)), tries)
 
 
+def zipf_log_prior(vocab_size: int) -> torch.Tensor:
+    """`(V,)` float32: log P(k) of the log-uniform (Zipfian) distribution over count-sorted ids.
+
+    The starting bias of a fresh softmax: each word starts near its log frequency, so the rare
+    words (rarely drawn as negatives by the sampled softmax) do not start with as much mass as
+    the frequent ones. Started at zero, the rare words' share of the full softmax is learned
+    only through the few steps that draw them, and a direction whose hidden states meet their
+    random rows can put much of its mass there unseen by the sampled loss.
+    """
+    return LogUniformSampler(max(vocab_size, 2)).probability(torch.arange(vocab_size)).log().float()  # (V,)
+
+
+def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`hidden @ weight.T + bias` `(N, V)`, float32, the product in `dtype`."""
+    if dtype == torch.float32:
+        return F.linear(hidden, weight, bias)
+    return F.linear(hidden.to(dtype), weight.to(dtype)).float() + bias
+
+
 def full_softmax_nll(
-    hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+    hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+    matmul_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Negative log-likelihood of each target under the full softmax.
 
@@ -101,8 +121,8 @@ def full_softmax_nll(
     """
     rows = max(1, FULL_SOFTMAX_CHUNK // max(1, weight.shape[0]))
     if hidden.shape[0] <= rows:
-        return F.cross_entropy(F.linear(hidden, weight, bias), targets, reduction="none")  # (N,)
-    parts = [F.cross_entropy(F.linear(h, weight, bias), t, reduction="none")
+        return F.cross_entropy(_logits(hidden, weight, bias, matmul_dtype), targets, reduction="none")  # (N,)
+    parts = [F.cross_entropy(_logits(h, weight, bias, matmul_dtype), t, reduction="none")
              for h, t in zip(hidden.split(rows), targets.split(rows))]
     return torch.cat(parts)  # (N,)
 
@@ -114,6 +134,7 @@ def sampled_softmax_nll(
     bias: torch.Tensor,
     sample: NegativeSample,
     sampler: LogUniformSampler,
+    matmul_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Sampled-softmax loss of each target (TensorFlow's `sampled_softmax_loss`, `subtract_log_q`).
 
@@ -123,6 +144,7 @@ def sampled_softmax_nll(
     Args:
         hidden: `(N, P)`; targets: `(N,)` word ids (no padding); weight `(V, P)`, bias `(V,)`.
         sample: the step's negatives; sampler: the distribution they were drawn from.
+        matmul_dtype: the dtype of the `(N, S)` logits' product (float32 or bfloat16).
 
     Returns:
         `(N,)` losses: cross-entropy of the true word among itself and the negatives.
@@ -133,7 +155,7 @@ def sampled_softmax_nll(
     true_logits = true_logits - sampler.log_expected_count(targets, n_sampled, sample.n_tries).to(hidden.dtype)
     # The log expected counts of the negatives go into their bias: one (N, S) pass fewer.
     sampled_bias = bias[ids] - sampler.log_expected_count(ids, n_sampled, sample.n_tries).to(hidden.dtype)  # (S,)
-    sampled_logits = F.linear(hidden, weight[ids], sampled_bias)  # (N, S)
+    sampled_logits = _logits(hidden, weight[ids], sampled_bias, matmul_dtype)  # (N, S)
     # Accidental hits: the negatives are distinct, so a row has at most one; find them through
     # each word's place in the sample instead of comparing all (N, S) pairs.
     place = torch.full((weight.shape[0],), -1, dtype=torch.long, device=hidden.device)  # (V,)

@@ -18,7 +18,7 @@ HELD_OUT = CORPUS / "shard0"
 LEARNING_STEPS = 200
 
 
-def elmo(*args: str | Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def elmo(*args: str | Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run `python -m elmo_lm ARGS` with one thread; fail with its output if `check` and it fails."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "elmo_lm", *map(str, args)], capture_output=True, text=True,
