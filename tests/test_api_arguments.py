@@ -87,7 +87,7 @@ def test_elmo_refuses_bad_arguments(changes, message):
 @pytest.mark.parametrize("changes, message", [
     ({"epochs": 0}, "epochs must be a positive integer, not 0"),
     ({"batch_size": -1}, "batch_size must be a positive integer, not -1"),
-    ({"learning_rate": 0}, "learning_rate must be a positive number, not 0"),
+    ({"learning_rate": -1}, "learning_rate must be a number >= 0, not -1"),
     ({"seed": "zero"}, "seed must be an integer"),
 ])
 def test_task_settings_refuse_bad_values(changes, message):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..arguments import integer, positive_int, positive_number
+from ..arguments import integer, non_negative_number, positive_int, positive_number
 from ..errors import ElmoError
 from .features import Batch, Ragged, make_batch
 from .heads import HeadConfig, TaskHead
@@ -86,8 +86,8 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             positive_int(getattr(self, name), name)
-        for name in ("learning_rate", "grad_clip"):
-            positive_number(getattr(self, name), name)
+        non_negative_number(self.learning_rate, "learning_rate")  # 0: a head that does not learn (tests use it)
+        positive_number(self.grad_clip, "grad_clip")
         integer(self.seed, "seed")
 
 
