@@ -115,17 +115,17 @@ def tune_command(model_dir, options_file, weight_file):
     runs on this kind of CPU use them.
     """
     from .bundled import open_model
-    from .inference import tuning
+    from .kernel_tuning import tune_kernels
 
-    config = open_model(model_dir, options_file, weight_file).config
-    entry = tuning.tune([(config.lstm_dim, config.projection_dim)])
-    click.echo(f"{tuning.cpu_key()}")
-    for shape, choice in entry["packing"].items():
-        timings = ", ".join(f"{name} {seconds * 1e3:.3f} ms" for name, seconds in entry["seconds"][shape].items())
+    report = tune_kernels(open_model(model_dir, options_file, weight_file).config)
+    click.echo(report.cpu_key)
+    for shape, choice in report.entry["packing"].items():
+        timings = ", ".join(f"{name} {seconds * 1e3:.3f} ms"
+                            for name, seconds in report.entry["seconds"][shape].items())
         click.echo(f"packing {shape}: {choice} ({timings})")
-    for size, via in entry["tanh_via_sigmoid"].items():
+    for size, via in report.entry["tanh_via_sigmoid"].items():
         click.echo(f"tanh of {int(size):,} values: {'via sigmoid' if via else 'direct'}")
-    click.echo(f"kept in {tuning.cache_file()}", err=True)
+    click.echo(f"kept in {report.cache_file}", err=True)
 
 
 @cli.command("dump-token-embeddings")

@@ -58,7 +58,7 @@ def build_onnx(model: ElmoBiLM):
     from onnx import TensorProto, helper
 
     config = model.config
-    P, C, L = config.projection_dim, config.lstm_dim, config.n_layers
+    P, L = config.projection_dim, config.n_layers
     weights = {key: value.detach().float().cpu().numpy() for key, value in model.state_dict().items()}
     g = _Graph()
     i64 = lambda values: g.const(np.asarray(values, np.int64), "shape")  # noqa: E731

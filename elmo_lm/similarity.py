@@ -11,14 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import ElmoError
 
-if TYPE_CHECKING:
-    from .embed import Embedder, Sentence
+Sentence = Sequence[str] | str
+
+
+class Embedder(Protocol):
+    """What this module needs of an `elmo_lm.Embedder`: its `encode` (so it never imports embed.py,
+    which imports this module for `Embedder.similarity`)."""
+
+    def encode(self, sentences: Sequence[Sentence], **options: Any) -> Any: ...
 
 POOLINGS = ("average", "top", "all")
 

@@ -34,7 +34,8 @@ from .bilm import contextualize_inference as contextualize
 from .char_cnn import encode_tokens_inference as encode_tokens
 from .packed_lstm import run_stack as run_lstm
 from .precision import PRECISIONS, current_precision, matmul_dtype, use_precision
-from .weights import keep_weights_in, needs_autograd
+from .keep_weights import keep_weights_in
+from .weights import needs_autograd
 
 __all__ = ["PRECISIONS", "contextualize", "current_precision", "encode_tokens", "keep_weights_in", "matmul_dtype",
            "needs_autograd", "run_lstm", "use_precision"]

@@ -10,17 +10,14 @@ weights above the int8 model, not the float32 model's 374 MB.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-
 import torch
+from torch import nn
 
 from . import int8
 from .char_cnn import quantize_encoder, quantize_encoder_weight
 from .packed_lstm import LSTM_MATRICES, quantize_lstm, quantize_lstm_weight
 from .weights import INT8_WEIGHTS, drop_cache
 
-if TYPE_CHECKING:
-    from ..model import ElmoBiLM
 
 _LSTM_KEY = re.compile(rf"lstm\.({'|'.join(LSTM_MATRICES)})\.(\d+)")
 _ENCODER_KEY = re.compile(r"token_encoder\.((?:highway_carry|highway_transform)\.\d+\.weight|projection\.weight)")
@@ -46,7 +43,7 @@ class QuantizingLoad:
         return torch.empty(tensor.shape, dtype=torch.float32, device="meta")
 
 
-def keep_in_int8(model: ElmoBiLM, load: QuantizingLoad | None = None) -> None:
+def keep_in_int8(model: nn.Module, load: QuantizingLoad | None = None) -> None:
     """Quantise a model's weight matrices one at a time (those of `load` already are) and replace
     their float parameters by meta placeholders."""
     if not int8.AVAILABLE:

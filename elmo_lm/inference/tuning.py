@@ -1,4 +1,4 @@
-"""Kernel choices measured on this CPU (`elmo tune`), cached per CPU model and torch version.
+"""Kernel choices measured on this CPU (`elmo tune`), cached per CPU model and torch version: reading and storing them.
 
 The inference kernels have a rule per CPU vendor for two choices that decide most of a step's time:
 which packed layout the per-step float32 weights use (MKL's, oneDNN's, or none) and whether large
@@ -7,16 +7,13 @@ another kind (an AVX2-only EPYC, say) may want the other choice. `tune` times th
 model's step shapes and stores the winners in the user's cache folder
 (`$XDG_CACHE_HOME/elmo-lm/kernels.json`, else `~/.cache/elmo-lm/kernels.json`), under a key naming
 the CPU model, its vector flags and the torch version; `tuned` reads them back, and the kernels use
-them where present (the vendor rules otherwise).
+them where present (the vendor rules otherwise). The timing itself is in `kernel_timing`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,61 +75,19 @@ def tanh_via_sigmoid_for(numel: int) -> bool | None:
     return bool(sizes[nearest])
 
 
-def _time(run: Callable[[], object], repeats: int) -> float:
-    """Median seconds of `run` (after two warm-up calls), by thread CPU time: fair under competition."""
-    run()
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.thread_time()
-        run()
-        times.append(time.thread_time() - start)
-    return statistics.median(times)
+def store(measured: list[dict]) -> dict:
+    """Merge measured choices into this CPU's entry of the cache file (other models' shapes stay) and
+    write it atomically; returns the entry."""
+    from ..io.atomic import atomic_path
 
-
-def measure(lstm_dim: int, projection_dim: int, rows: int = 32, repeats: int = 20) -> dict:
-    """Time the candidates at an LSTMP's step shapes: `{"packing": {...}, "tanh_via_sigmoid": {...},
-    "seconds": {...}}` (the per-candidate medians, for the report)."""
-    from .matmul import MKL_PACKED, ONEDNN, linear, pack_mkl, pack_onednn
-
-    C, P = lstm_dim, projection_dim
-    packing, seconds = {}, {}
-    for N, K in ((4 * C, P), (P, C)):  # the recurrent and the projection weight
-        weight, x = torch.randn(N, K) * 0.05, torch.randn(rows, K)
-        candidates: dict[str, Callable[[], object]] = {"plain": lambda: torch.mm(x, weight.t())}
-        if ONEDNN:
-            packed = pack_onednn(weight)
-            candidates["onednn"] = lambda: linear(x, packed)
-        if MKL_PACKED:
-            mkl = pack_mkl(weight)
-            candidates["mkl"] = lambda: linear(x, mkl)
-        timed = {name: _time(run, repeats) for name, run in candidates.items()}
-        packing[f"{N}x{K}"] = min(timed, key=timed.get)
-        seconds[f"{N}x{K}"] = timed
-    via_sigmoid = {}
-    for numel in (rows * C, 4 * rows * C):
-        z = torch.randn(numel)
-        direct = _time(lambda: torch.tanh(z), repeats)
-        sigmoid = _time(lambda: torch.mul(z, 2.0).sigmoid_().mul_(2.0).sub_(1.0), repeats)
-        via_sigmoid[str(numel)] = sigmoid < direct
-        seconds[f"tanh {numel}"] = {"direct": direct, "via sigmoid": sigmoid}
-    return {"packing": packing, "tanh_via_sigmoid": via_sigmoid, "seconds": seconds}
-
-
-def tune(shapes: list[tuple[int, int]], rows: int = 32) -> dict:
-    """Measure each `(lstm_dim, projection_dim)` and store the choices for this CPU (merged with any
-    kept before); returns this CPU's entry."""
     data = _read_cache()
     kept = data.get(cpu_key())
     entry: dict = {part: dict(kept.get(part, {})) if isinstance(kept, dict) else {}
-                   for part in ("packing", "tanh_via_sigmoid", "seconds")}  # other models' shapes stay
-    for lstm_dim, projection_dim in shapes:
-        measured = measure(lstm_dim, projection_dim, rows)
+                   for part in ("packing", "tanh_via_sigmoid", "seconds")}
+    for choices in measured:
         for part in entry:
-            entry[part].update(measured[part])
+            entry[part].update(choices[part])
     data[cpu_key()] = entry
-    from ..io.atomic import atomic_path
-
     path = cache_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import flair
-import torch
 from flair.data import Sentence
 from flair.embeddings import TokenEmbeddings
 from flair.embeddings.base import register_embeddings
