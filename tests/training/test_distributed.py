@@ -15,7 +15,7 @@ from training_runs import CORPUS, elmo, read_jsonl
 from elmo_lm.training.data import LMBatches
 from elmo_lm.model import ElmoBiLM
 from elmo_lm.training.objective import LMObjective
-from elmo_lm.training.softmax import LogUniformSampler
+from elmo_lm.training.softmax import LogUniformSampler, zipf_log_prior
 from elmo_lm.training.loop import make_optimizer
 from elmo_lm.training.config import preset
 from elmo_lm.vocab import Vocabulary
@@ -53,6 +53,8 @@ def _reference(train: Path, vocab_path: Path) -> tuple[ElmoBiLM, list[float]]:
                                     n_negative_samples=64, clip_norm=0.5)
     torch.manual_seed(config.seed)
     model = ElmoBiLM(config.model, vocab_size=len(vocab)).train()
+    with torch.no_grad():
+        model.softmax.bias.copy_(zipf_log_prior(len(vocab)))  # (V,) as `elmo train` starts a new model
     sampler = LogUniformSampler(len(vocab))
     objective = LMObjective(model, dropout=0.0, sampler=sampler)
     optimizer = make_optimizer(model.parameters(), config)
