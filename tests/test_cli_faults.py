@@ -14,31 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_runs import HELD_OUT, TRAIN_GLOB, elmo, fixture_vocab, read_jsonl
 from conftest import ALLENNLP
 
 MODEL_ARGS = ["--options", str(ALLENNLP / "options.json"), "--weights", str(ALLENNLP / "lm_weights.hdf5")]
-
-
-def elmo(*args, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "elmo_lm", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=300)
-
-
-TRAIN_GLOB = str(ALLENNLP / "corpus" / "shard[1-9]")
-HELD_OUT = ALLENNLP / "corpus" / "shard0"
-
-
-def fixture_vocab(folder: Path) -> Path:
-    """The vocabulary of shards 1-9 with --min-count 2 (2,168 tokens), as the training tests build it."""
-    path = folder / "vocab.txt"
-    if not path.exists():
-        done = elmo("vocab", TRAIN_GLOB, "-o", path, "--min-count", "2")
-        assert done.returncode == 0, done.stderr
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def _assert_refused(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
