@@ -226,8 +226,9 @@ def _reference_child(args: argparse.Namespace) -> None:
 
 
 def _child_result(command: list[str]) -> dict:
-    """Run one measuring process; its last line of output, a JSON object (echoed to stderr)."""
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    """Run one measuring process (its errors go to stderr); its last line of output, a JSON object (echoed
+    to stderr)."""
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
     print(output, file=sys.stderr, flush=True)
     return json.loads(output)
 

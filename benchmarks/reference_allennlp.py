@@ -7,8 +7,10 @@ that sees this machine's torch; the packages its `__init__` files import but the
 never use (spaCy, transformers, ...) are replaced by empty stand-ins at import time. The
 numeric code that runs is AllenNLP's own, unmodified.
 
-Setup (once):  python -m venv --system-site-packages /tmp/allennlp-venv
+Setup (once):  python3.11 -m venv /tmp/allennlp-venv
+               /tmp/allennlp-venv/bin/pip install torch==2.13.0 h5py numpy tqdm requests
                /tmp/allennlp-venv/bin/pip install --no-deps allennlp==2.10.1
+               (pip then lists AllenNLP's unmet pins: expected, the ELMo modules need none of them)
 Run:           /tmp/allennlp-venv/bin/python benchmarks/reference_allennlp.py FOLDER [--repeats 3]
 or, interleaved with this project's runs in one command (pairs and their median ratio):
                python benchmarks/embed_speed.py --folder FOLDER --reference-python /tmp/allennlp-venv/bin/python

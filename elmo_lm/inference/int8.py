@@ -197,9 +197,23 @@ def _linear_onednn(x: torch.Tensor, weight: Int8Weight) -> torch.Tensor:
     scale, zero = input_qparams(float(low), float(high), reduce_range())  # one scale for the call
     qmax = 127 if reduce_range() else 255
     inverse = float(np.float32(1.0) / np.float32(scale))
-    quantized = torch.mul(x, inverse).round_().add_(zero).clamp_(0, qmax).to(torch.uint8)  # (M, K), as PyTorch rounds
-    return torch.ops.onednn.qlinear_pointwise(quantized, scale, zero, weight.onednn, weight.scales,
-                                              weight.zero_points, None, 1.0, 0, torch.float32, "none", [], "")
+    M = x.shape[0]
+    quantized = x.new_full((_padded_rows(M), x.shape[1]), zero, dtype=torch.uint8)  # (M', K): extra rows are 0.0
+    quantized[:M] = torch.mul(x, inverse).round_().add_(zero).clamp_(0, qmax)  # as PyTorch rounds
+    out = torch.ops.onednn.qlinear_pointwise(quantized, scale, zero, weight.onednn, weight.scales,
+                                             weight.zero_points, None, 1.0, 0, torch.float32, "none", [], "")
+    return out[:M]  # (M, N)
+
+
+def _padded_rows(M: int) -> int:
+    """The row count oneDNN's int8 linear runs for M rows: M up to 8, else rounded up to a multiple of 8
+    (up to 64) or of 64. oneDNN keeps a kernel with its own buffers for each shape it meets (up to 1,024):
+    400 distinct row counts held 200 MB at the original size's `(M, 512) x (512, 16384)`, the padded
+    counts a few MB."""
+    if M <= 8:
+        return M
+    quantum = 8 if M <= 64 else 64
+    return -(-M // quantum) * quantum
 
 
 def _linear_per_row(x: torch.Tensor, weight: Int8Weight, bias: torch.Tensor | None) -> torch.Tensor:
