@@ -144,10 +144,10 @@ class Embedder:
         if precision == "int8" and not (int8.AVAILABLE and torch.device(device).type == "cpu"):
             raise ElmoError("precision='int8' runs on the CPU through PyTorch's quantised engines (fbgemm or "
                             "oneDNN), which this PyTorch build or device lacks; use float32 or bfloat16")
-        if device.type == "cpu":  # before loading: the timing's temporaries never sit beside the model
-            _autotune_kernels(model, options_file)
         if tune_allocator and precision == "int8":
             return_large_blocks()  # before loading too: its freed temporaries then go back (peak 665 -> 563 MB)
+        if device.type == "cpu":  # before loading: the timing's temporaries never sit beside the model
+            _autotune_kernels(model, options_file)
         self.source: ElmoBiLM | Path | tuple[Path, Path] = model if isinstance(model, ElmoBiLM) else (
             (Path(options_file), Path(weight_file)) if options_file is not None and weight_file is not None else None)
         """What the model was opened from: the model given, a model folder, or an options and a weight file."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 
 from . import tuning
+from ..cpu_features import is_intel
 from .matmul import MKL_PACKED, ONEDNN, linear, pack_mkl, pack_onednn
 from .packed_lstm import INFERENCE_LSTM_CHUNK_BYTES, MAX_CHUNK_ROWS
 
@@ -23,9 +24,20 @@ model's shapes, a tenth of that for the small one's."""
 AUTOTUNE_BUDGET_SECONDS = 2.0
 """Past this much time, the remaining candidates of a first-use measurement get one timed call each."""
 
+GAIN = 0.1
+"""A candidate replaces the vendor rule's choice only when it ran this much faster: a few timed calls
+on a busy machine can rank near-equal candidates either way (3 calls under load once put MKL's
+packed matmul ahead on an AMD EPYC, where it ran 2x slower in a quiet `elmo tune`)."""
+
 CHUNK_GAIN = 0.05
 """A chunk of fewer rows than the default is chosen only when it runs this much faster per row (it
 also holds less memory, but the default was set by whole passes, `benchmarks/RESULTS-kernels.md`)."""
+
+
+def _winner(timed: dict[str, float], rule: str) -> str:
+    """The fastest candidate where it beat the rule's choice by `GAIN`, else the rule's choice."""
+    best = min(timed, key=timed.get)
+    return best if rule not in timed or timed[best] < (1 - GAIN) * timed[rule] else rule
 
 _attempted: set[tuple[int, int]] = set()
 """The shapes `autotune` measured (or tried to) in this process."""
@@ -67,14 +79,16 @@ def measure(lstm_dim: int, projection_dim: int, rows: int = 32, repeats: int = 2
             mkl = pack_mkl(weight)
             candidates["mkl"] = lambda: linear(x, mkl)
         timed = {name: _time(run, repeats, deadline) for name, run in candidates.items()}
-        packing[f"{N}x{K}"] = min(timed, key=timed.get)
+        rule = "mkl" if MKL_PACKED and is_intel() else "onednn" if ONEDNN else "plain"  # as `matmul.pack`
+        packing[f"{N}x{K}"] = _winner(timed, rule)
         seconds[f"{N}x{K}"] = timed
     via_sigmoid = {}
     for numel in (rows * C, 4 * rows * C):
         z = torch.randn(numel)
         direct = _time(lambda: torch.tanh(z), repeats, deadline)
         sigmoid = _time(lambda: torch.mul(z, 2.0).sigmoid_().mul_(2.0).sub_(1.0), repeats, deadline)
-        via_sigmoid[str(numel)] = sigmoid < direct
+        rule = "direct" if is_intel() else "via sigmoid"  # as `packed_lstm._via_sigmoid`
+        via_sigmoid[str(numel)] = _winner({"direct": direct, "via sigmoid": sigmoid}, rule) == "via sigmoid"
         seconds[f"tanh {numel}"] = {"direct": direct, "via sigmoid": sigmoid}
     chunk_rows = {f"{4 * C}x{P}": _chunk_rows(C, P, repeats, deadline, seconds)}
     return {"packing": packing, "tanh_via_sigmoid": via_sigmoid, "chunk_rows": chunk_rows, "seconds": seconds}

@@ -152,3 +152,9 @@ def test_another_cpu_kind_gets_its_own_entry(autotune, cache_home, monkeypatch):
     assert len(autotune) > count  # measured again, for the other kind
     entries = _entries(cache_home)
     assert set(entries) == {here, other} and entries[here] == first
+
+
+def test_a_candidate_replaces_the_rule_only_when_clearly_faster():
+    assert kernel_timing._winner({"onednn": 1.0, "mkl": 0.95, "plain": 1.2}, "onednn") == "onednn"  # noise
+    assert kernel_timing._winner({"onednn": 1.0, "mkl": 0.5, "plain": 1.2}, "onednn") == "mkl"
+    assert kernel_timing._winner({"plain": 1.0, "mkl": 0.99}, "onednn") == "mkl"  # the rule's not there
