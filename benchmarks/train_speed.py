@@ -11,6 +11,7 @@ Variants:
     baseline  the code in --baseline (e.g. `git archive eb1e306 | tar -x -C /tmp/baseline`), float32
     float32   this tree, float32 matmuls
     bfloat16  this tree, bfloat16 products (only where the CPU has native bfloat16 dot products)
+    baseline-bfloat16  the --baseline tree with bfloat16 products (a tree that already has them)
 
 The same run measures the float32 and bfloat16 matmul peaks (the best of a few 2048^3 products)
 with the same threads. "Model GFLOP/s" counts one definition of the work for every variant (the
@@ -76,8 +77,8 @@ class _Variant:
         self.model = modules["model"].ElmoBiLM(config, vocab_size=len(self.vocab)).train()
         self.model.lstm.dropout = 0.1
         self.low = {}
-        if name != "baseline":
-            dtype = torch.bfloat16 if name == "bfloat16" else torch.float32
+        if name != "baseline":  # this tree (float32 or bfloat16), or a baseline tree that has bfloat16 products
+            dtype = torch.bfloat16 if name.endswith("bfloat16") else torch.float32
             self.model.token_encoder.matmul_dtype = self.model.lstm.matmul_dtype = dtype
             self.low = {"matmul_dtype": dtype}
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
@@ -141,7 +142,7 @@ def child(args: argparse.Namespace) -> None:
         vocab_file = str(Path(tempfile.mkdtemp()) / "vocab.txt")
         build_vocabulary([args.corpus]).save(vocab_file)
     modules = _packages(args.baseline)
-    variants = [_Variant(name, modules["baseline" if name == "baseline" else "this"], args, vocab_file)
+    variants = [_Variant(name, modules["baseline" if name.startswith("baseline") else "this"], args, vocab_file)
                 for name in args.variants]
     for _ in range(args.steps):
         for variant in variants:
@@ -204,7 +205,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--variants", nargs="+", default=["baseline", "float32", "bfloat16"])
+    parser.add_argument("--variants", nargs="+", default=["baseline", "float32", "bfloat16"],
+                        choices=["baseline", "baseline-bfloat16", "float32", "bfloat16"])
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
@@ -212,10 +214,10 @@ def main() -> None:
         return
     from elmo_lm.cpu_features import bfloat16_is_fast, this_cpu
 
-    variants = [v for v in args.variants if v != "baseline" or args.baseline is not None]
-    if "bfloat16" in variants and not bfloat16_is_fast():
-        print("this CPU has no native bfloat16 dot products: skipping the bfloat16 variant")
-        variants.remove("bfloat16")
+    variants = [v for v in args.variants if not v.startswith("baseline") or args.baseline is not None]
+    if not bfloat16_is_fast() and any(v.endswith("bfloat16") for v in variants):
+        print("this CPU has no native bfloat16 dot products: skipping the bfloat16 variants")
+        variants = [v for v in variants if not v.endswith("bfloat16")]
     cpu = this_cpu()
     model_name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                        if line.startswith("model name")), platform.processor())
@@ -243,7 +245,7 @@ def main() -> None:
     print(f"\nshape {args.shape}, batch {args.batch_size} x 20, vocabulary {info['vocab']:,}, {info['negatives']:,} "
           f"negatives, {distinct:,} distinct tokens per batch; {args.steps - args.warmup} timed steps of each "
           f"variant, interleaved step by step in one process; medians (seconds per step)")
-    header = f"{'variant':<10}" + "".join(f"{p:>10}" for p in PARTS) + f"{'tok/s':>9}{'GFLOP/s':>9}{'of fp32':>8}{'speed-up':>9}"
+    header = f"{'variant':<18}" + "".join(f"{p:>10}" for p in PARTS) + f"{'tok/s':>9}{'GFLOP/s':>9}{'of fp32':>8}{'speed-up':>9}"
     print(header)
     reference = None
     for variant in variants:
@@ -251,7 +253,7 @@ def main() -> None:
         tokens_per_s = info["tokens"] / medians["step"]
         reference = reference or tokens_per_s
         achieved = flops / medians["step"] / 1e9
-        print(f"{variant:<10}" + "".join(f"{medians[p]:>10.3f}" for p in PARTS)
+        print(f"{variant:<18}" + "".join(f"{medians[p]:>10.3f}" for p in PARTS)
               + f"{tokens_per_s:>9,.0f}{achieved:>9,.1f}{achieved / peaks['float32']:>8.1%}"
               + f"{tokens_per_s / reference:>8.2f}x")
 

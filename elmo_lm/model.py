@@ -29,6 +29,7 @@ from .chars import BOS_IDS, EOS_IDS, N_CHARS, PAD_CHAR
 from . import inference  # the one seam to the fast kernels, taken whenever nothing needs gradients
 from .bilm_types import FORGET_BIAS, BiLMOutput, LstmState
 from .config import ModelConfig
+from .lstmp_layer import run_lstmp_layer
 
 __all__ = ["BiLMOutput", "ElmoBiLM", "FORGET_BIAS", "LstmState", "LstmpStack", "TokenEncoder"]
 
@@ -115,22 +116,33 @@ class TokenEncoder(nn.Module):
         return self._encode(char_ids)
 
     def _encode(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """The autograd path: each convolution only over the slots that can hold characters.
+        """The autograd path: every filter in one matmul over windows, only over the slots that can hold characters.
 
-        Tokens are sorted by length and grouped (`GROUP_EXTENTS`); a group's convolutions read its
-        longest token's slots plus the widest filter's reach. Every window left out starts after a
-        token's last character, so it is all padding and has one value per filter for every token:
-        that value is computed once (with its gradient) and joins the max. Equal to convolving all
-        50 slots, at a fraction of the work (most tokens fill fewer than 10).
+        The filters are packed into one `(F, e * w)` matrix, `w` the widest filter, a narrower filter's
+        missing taps being zeros; each token's windows of `w` slots are unfolded into rows, so the whole
+        convolution is one product. Windows that start within the last `w - 1` slots are never formed,
+        and neither are the windows past the group's span (below): all of those start after the token's
+        last character, so they are all padding, whose value per filter is computed once (with its
+        gradient) and joins the max.
+
+        Tokens are sorted by length and grouped (`GROUP_EXTENTS`); a group reads its longest token's
+        slots plus the widest filter's reach. Equal to convolving all 50 slots filter by filter, at a
+        fraction of the work (most tokens fill fewer than 10 slots).
         """
         N, S = char_ids.shape
-        widest = max(width for width, _ in self.config.filters)
+        e, widest = self.config.char_embed_dim, max(width for width, _ in self.config.filters)
+        dtype = self.matmul_dtype
+        weight = torch.cat([F.pad(conv.weight, (0, widest - conv.weight.shape[-1]))
+                            for conv in self.convolutions])  # (F, e, w): zero taps after a narrow filter's
+        n_filters = weight.shape[0]
+        weight = weight.reshape(n_filters, e * widest).to(dtype)  # (F, e*w)
+        bias = torch.cat([conv.bias for conv in self.convolutions])  # (F,)
+        pad = self.char_embedding(char_ids.new_full((1, widest), PAD_ID))  # (1, w, e)
+        padding = (pad.transpose(1, 2).reshape(1, e * widest).to(dtype) @ weight.t()).float()  # (1, F)
         extent = _content_extent(char_ids)  # (N,)
         order = torch.argsort(extent)  # (N,), shortest first
         extents = extent[order].tolist()
-        pad = self.char_embedding(char_ids.new_full((1, widest), PAD_ID)).transpose(1, 2)  # (1, e, widest)
-        padding = [self._convolve(conv, pad)[:, :, 0] for conv in self.convolutions]  # each (1, n_i): all padding
-        per_slot = 4 * self.config.n_filters  # bytes of convolution output per slot and token
+        per_slot = 4 * n_filters  # bytes of convolution output per slot and token
         pooled_groups = []
         start = 0
         while start < N:
@@ -140,29 +152,31 @@ class TokenEncoder(nn.Module):
             end = min(N, start + max(1, ENCODER_CHUNK_BYTES // (per_slot * span)))
             end = start + sum(1 for k in extents[start:end] if k <= limit)
             span = min(S, extents[end - 1] + widest - 1)
-            chars = self.char_embedding(char_ids[order[start:end], :span]).transpose(1, 2)  # (n, e, span)
-            pooled = []
-            for conv, pad_value in zip(self.convolutions, padding):
-                features = self._convolve(conv, chars).amax(dim=-1)  # (n, n_i)
-                # All-padding windows exist past the span (span < S) and join the max.
-                pooled.append(torch.maximum(features, pad_value) if span < S else features)
-            pooled_groups.append(torch.cat(pooled, dim=-1))  # (n, F)
+            ids = char_ids[order[start:end], :span]  # (n, span)
+            if span == S:  # the last slots hold characters: give the narrow filters their windows there
+                ids = F.pad(ids, (0, widest - 1), value=PAD_ID)  # (n, S + w - 1)
+            windows = self.char_embedding(ids).unfold(1, widest, 1)  # (n, positions, e, w)
+            n, positions = windows.shape[:2]
+            features = (windows.reshape(n * positions, e * widest).to(dtype) @ weight.t()).float()  # (n*pos, F)
+            features = features.view(n, positions, n_filters)  # (n, positions, F)
+            if span == S:  # ... but not the windows a filter of its width would not have
+                features = features.masked_fill(self._beyond_end(positions, S), float("-inf"))
+            pooled = features.max(dim=1).values  # (n, F)
+            pooled_groups.append(torch.maximum(pooled, padding) if span < S else pooled)
             start = end
-        x = torch.cat(pooled_groups)[torch.argsort(order)]  # (N, F), back in the input order
+        x = torch.cat(pooled_groups)[torch.argsort(order)] + bias  # (N, F), back in the input order
         # Max over positions, then the activation: equal to the reverse order, as both are monotone.
         x = self.activation(x)  # (N, F)
-        dtype = self.matmul_dtype
         for carry, transform in zip(self.highway_carry, self.highway_transform):
             gate = torch.sigmoid(low_precision_linear(x, carry.weight, carry.bias, dtype))  # (N, F)
             x = gate * torch.relu(low_precision_linear(x, transform.weight, transform.bias, dtype)) + (1 - gate) * x
         return low_precision_linear(x, self.projection.weight, self.projection.bias, dtype)  # (N, P)
 
-    def _convolve(self, conv: nn.Conv1d, chars: torch.Tensor) -> torch.Tensor:
-        """`conv(chars)` `(n, e, S) -> (n, n_i, S - w + 1)`, the products in `matmul_dtype`."""
-        if self.matmul_dtype == torch.float32:
-            return conv(chars)
-        dtype = self.matmul_dtype
-        return F.conv1d(chars.to(dtype), conv.weight.to(dtype)).float() + conv.bias[:, None]
+    def _beyond_end(self, positions: int, slots: int) -> torch.Tensor:
+        """`(positions, F)` bool: True where a filter's window would run past the last of `slots` slots."""
+        start = torch.arange(positions)[:, None]  # (positions, 1)
+        width = torch.tensor([w for w, count in self.config.filters for _ in range(count)])  # (F,)
+        return start + width[None, :] > slots  # (positions, F)
 
 
 class LstmpStack(nn.Module):
@@ -234,7 +248,8 @@ class LstmpStack(nn.Module):
     def _run_layer(
         self, layer: int, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor, c: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One layer over time, the input projection precomputed for a chunk of steps at a time."""
+        """One layer over time, the input projection precomputed for a chunk of steps at a time, the steps of a
+        chunk one autograd node (`lstmp_layer`; the same math as `step`)."""
         D, B, T, _ = x.shape
         C = self.config.lstm_dim
         input_weight, bias = self.input_weight[layer], self.bias[layer]
@@ -247,18 +262,11 @@ class LstmpStack(nn.Module):
             gates_from_input = low_precision_matmul(x_chunk.reshape(D, B * Tc, -1), input_weight,
                                                     self.matmul_dtype)  # (D, B*Tc, 4C)
             gates_from_input = (gates_from_input + bias[:, None]).view(D, B, Tc, 4 * C)  # (D, B, Tc, 4C)
-            # unbind/stack rather than indexing and assigning per step: their gradients are one
-            # stack/unbind, not a zero-filled (D, B, Tc, 4C) tensor per step.
-            step_outputs = []
-            for t, step_gates in enumerate(gates_from_input.unbind(2)):  # each (D, B, 4C)
-                h_new, c_new = self.step(layer, step_gates, h, c)
-                if not all_real:
-                    real = mask[:, :, start + t, None]  # (D, B, 1)
-                    h_new = torch.where(real, h_new, h)
-                    c_new = torch.where(real, c_new, c)
-                h, c = h_new, c_new
-                step_outputs.append(h)
-            chunk_outputs.append(torch.stack(step_outputs, dim=2))  # (D, B, Tc, P)
+            real = None if all_real else mask[:, :, start : start + Tc]  # (D, B, Tc)
+            output, h, c = run_lstmp_layer(gates_from_input, h, c, self.recurrent_weight[layer],
+                                           self.projection_weight[layer], real, self.config.cell_clip,
+                                           self.config.proj_clip, self.matmul_dtype)  # (D, B, Tc, P)
+            chunk_outputs.append(output)
         if not chunk_outputs:  # no steps at all
             return h, c, x.new_empty(D, B, 0, self.config.projection_dim)
         outputs = torch.cat(chunk_outputs, dim=2)  # (D, B, T, P)
