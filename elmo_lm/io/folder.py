@@ -101,6 +101,21 @@ def _model_from_state(config: ModelConfig, state: dict[str, torch.Tensor], sourc
     return model
 
 
+def model_config(model: str | Path | None = None, options_file: str | Path | None = None) -> ModelConfig | None:
+    """The config of the model `load_model` would open (read from its options or config file alone, no
+    weights), or None where it cannot tell (`load_model` then names the problem)."""
+    folder = Path(model) if model is not None else None
+    if options_file is None and folder is not None:
+        options_file = next((folder / name for name in (CONFIG_NAME, "options.json") if (folder / name).is_file()),
+                            None)
+    if options_file is None:
+        return None
+    try:
+        return ModelConfig.load(options_file)
+    except (ElmoError, OSError, ValueError):
+        return None
+
+
 def load_model(model: str | Path | None = None, options_file: str | Path | None = None,
                weight_file: str | Path | None = None, take: Take | None = None) -> ElmoBiLM:
     """Open a model, in evaluation mode.

@@ -120,3 +120,15 @@ def test_inputs_pick_the_rows_and_similarity_ranks_without_training(cache, tmp_p
     assert names == ["ELMo, average of all layers", "ELMo top layer", "averaged GloVe 6B 50d"]
     # the GloVe sentence vectors separate "good" from "bad" sentences perfectly: every neighbour agrees
     assert re.search(r"\| averaged GloVe 6B 50d \| 100\.00% \| 100\.00% \|", similarity)
+
+
+def test_precision_runs_the_language_model_in_int8_with_its_own_feature_cache(cache, tmp_path):
+    for precision in ("float32", "int8"):
+        report = _run(cache, tmp_path / f"{precision}.md", "--tasks", "similarity", "--no-glove", "--precision",
+                      precision)
+        assert f"run in {precision}." in report
+    float32 = np.load(cache / "downstream" / "similarity" / "layers.npy").astype(np.float32)  # (N, L+1, 2P)
+    int8 = np.load(cache / "downstream-int8" / "similarity" / "layers.npy").astype(np.float32)
+    assert float32.shape == int8.shape and not np.array_equal(float32, int8)  # really another precision
+    cosines = (float32 * int8).sum(-1) / np.linalg.norm(float32, axis=-1) / np.linalg.norm(int8, axis=-1)
+    assert cosines.mean() > 0.999 and cosines.min() > 0.99
