@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "shared/bench/bench_sentences.json"
+BENCH = Path(__file__).resolve().parents[1] / "tests/fixtures/bench/bench_sentences.json"
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from elmo_lm import Embedder
+
 torch.set_num_threads(1)
 os.environ["ELMO_LM_AUTOTUNE"] = "0"  # inherited by the CLI runs in subprocesses
 
@@ -23,3 +25,15 @@ def fixtures() -> Path:
     """The reference fixtures folder (tests/fixtures/)."""
     assert FIXTURES.is_dir(), f"reference fixtures not found at {FIXTURES}"
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def bundled_embedder() -> Embedder:
+    """An embedder of the bundled English model (the tests only read vectors from it, so they share one)."""
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def fixture_embedder() -> Embedder:
+    """An embedder of the tiny AllenNLP fixture model (tests/fixtures/allennlp)."""
+    return Embedder(options_file=ALLENNLP / "options.json", weight_file=ALLENNLP / "lm_weights.hdf5")

@@ -13,11 +13,6 @@ from elmo_lm.tasks import TrainSettings, evaluate_task, train_task
 OPTIONS, WEIGHTS = ALLENNLP / "options.json", ALLENNLP / "lm_weights.hdf5"
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    return Embedder(options_file=OPTIONS, weight_file=WEIGHTS)
-
-
 @pytest.mark.parametrize("changes, message", [
     ({"batch_size": -1}, "batch_size must be a positive integer, not -1"),
     ({"batch_size": 0}, "batch_size must be a positive integer, not 0"),
@@ -34,11 +29,11 @@ def test_embedder_refuses_bad_arguments(changes, message):
 
 
 @pytest.mark.parametrize("batch_size", [-1, 0, "8"])
-def test_encode_refuses_a_bad_batch_size_instead_of_returning_nones(embedder, batch_size):
+def test_encode_refuses_a_bad_batch_size_instead_of_returning_nones(fixture_embedder, batch_size):
     with pytest.raises(ElmoError, match="batch_size must be a positive integer"):
-        embedder.encode([["a", "b"], ["c"], []], batch_size=batch_size)
+        fixture_embedder.encode([["a", "b"], ["c"], []], batch_size=batch_size)
     with pytest.raises(ElmoError, match="batch_size must be a positive integer"):
-        list(embedder.embed_sentences([["a"]], batch_size=batch_size))
+        list(fixture_embedder.embed_sentences([["a"]], batch_size=batch_size))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -46,15 +41,15 @@ def test_encode_refuses_a_bad_batch_size_instead_of_returning_nones(embedder, ba
     ({"output": "word"}, "output must be one of 'token', 'sentence'"),
     ({"show_progress_bar": "no"}, "show_progress_bar must be True or False"),
 ])
-def test_encode_refuses_bad_choices(embedder, kwargs, message):
+def test_encode_refuses_bad_choices(fixture_embedder, kwargs, message):
     with pytest.raises(ElmoError, match=message):
-        embedder.encode([["a"]], **kwargs)
+        fixture_embedder.encode([["a"]], **kwargs)
 
 
 @pytest.mark.parametrize("sentences", [[["a", 3]], [42], [None]])
-def test_encode_refuses_sentences_that_are_not_strings_or_token_lists(embedder, sentences):
+def test_encode_refuses_sentences_that_are_not_strings_or_token_lists(fixture_embedder, sentences):
     with pytest.raises(ElmoError, match="a sentence must be a string or a list of token strings"):
-        embedder.encode(sentences)
+        fixture_embedder.encode(sentences)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -63,10 +58,10 @@ def test_encode_refuses_sentences_that_are_not_strings_or_token_lists(embedder, 
     ({"layers": "first"}, "layers must be one of"),
     ({"overwrite": "yes"}, "overwrite must be True or False"),
 ])
-def test_embed_file_refuses_bad_arguments_and_writes_nothing(embedder, tmp_path, kwargs, message):
+def test_embed_file_refuses_bad_arguments_and_writes_nothing(fixture_embedder, tmp_path, kwargs, message):
     (tmp_path / "in.txt").write_text("a b\nc\n")
     with pytest.raises(ElmoError, match=message):
-        embedder.embed_file(tmp_path / "in.txt", tmp_path / "out.hdf5", **kwargs)
+        fixture_embedder.embed_file(tmp_path / "in.txt", tmp_path / "out.hdf5", **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 

@@ -8,37 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from cli_runs import HELD_OUT, TRAIN_GLOB, elmo, fixture_vocab, read_jsonl
 from conftest import ALLENNLP
 
 MODEL_ARGS = ["--options", str(ALLENNLP / "options.json"), "--weights", str(ALLENNLP / "lm_weights.hdf5")]
-
-
-def elmo(*args, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "elmo_lm", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=300)
-
-
-TRAIN_GLOB = str(ALLENNLP / "corpus" / "shard[1-9]")
-HELD_OUT = ALLENNLP / "corpus" / "shard0"
-
-
-def fixture_vocab(folder: Path) -> Path:
-    """The vocabulary of shards 1-9 with --min-count 2 (2,168 tokens), as the training tests build it."""
-    path = folder / "vocab.txt"
-    if not path.exists():
-        done = elmo("vocab", TRAIN_GLOB, "-o", path, "--min-count", "2")
-        assert done.returncode == 0, done.stderr
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def _assert_refused(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -64,11 +42,16 @@ def test_version_help_and_usage_errors_do_not_import_torch(args, code):
 
 
 def test_ctrl_c_during_start_up_prints_one_line():
-    process = subprocess.Popen([sys.executable, "-m", "elmo_lm", "info", *MODEL_ARGS], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    time.sleep(0.4)  # python has started; the command is importing its libraries (torch takes seconds)
+    process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "elmo_lm", "info", *MODEL_ARGS],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Interrupt once python has started and imported elmo_lm (a fixed sleep landed in python's own start-up on a
+    # loaded machine): the command is then importing its libraries (torch takes seconds).
+    imports = []
+    while not any(line.rstrip().endswith("| elmo_lm") for line in imports[-1:]) and process.poll() is None:
+        imports.append(process.stderr.readline())
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, rest = process.communicate(timeout=60)
+    stderr = "".join(line for line in [*imports, *rest.splitlines(True)] if not line.startswith("import time:"))
     if process.returncode == 0:
         pytest.skip("the command finished before the interrupt")
     assert "Traceback" not in stderr, stderr

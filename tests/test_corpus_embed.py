@@ -18,7 +18,6 @@ import pytest
 pq = pytest.importorskip("pyarrow.parquet", reason="the corpus extra is not installed: pip install 'elmo-lm[corpus]'")
 
 from conftest import PROJECT_ROOT  # noqa: E402
-from elmo_lm import Embedder  # noqa: E402
 from elmo_lm.corpus_embed import CorpusSettings, embed_corpus, read_vectors  # noqa: E402
 from elmo_lm.errors import ElmoError  # noqa: E402
 
@@ -33,17 +32,12 @@ def corpus(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def embedder():
-    return Embedder()
-
-
 def _shards(out) -> dict[str, str]:
     manifest = json.loads((out / "manifest.json").read_text())
     return {name: entry["sha256"] for name, entry in manifest["shards"].items()}
 
 
-def test_shards_hold_every_line_with_its_vectors(corpus, tmp_path, embedder):
+def test_shards_hold_every_line_with_its_vectors(corpus, tmp_path, bundled_embedder):
     out = tmp_path / "out"
     manifest = embed_corpus(str(corpus / "*.txt"), out, settings=CorpusSettings(shard_size=6))
     assert manifest["complete"] and len(manifest["shards"]) == 3 + 3  # 17 -> 6,6,5 and 15 -> 6,6,3
@@ -55,7 +49,7 @@ def test_shards_hold_every_line_with_its_vectors(corpus, tmp_path, embedder):
     assert [row["text"] for row in rows] == lines
     assert [(row["file"].endswith("a.txt"), row["line"]) for row in rows][16:19] == [(True, 17), (False, 1), (False, 2)]
     vectors = [v for name in manifest["shards"] for v in read_vectors(out / name)]
-    expected = embedder.encode([line.split() for line in lines], layers="top")
+    expected = bundled_embedder.encode([line.split() for line in lines], layers="top")
     for got, want in zip(vectors, expected, strict=True):
         assert got.dtype == np.float32 and got.reshape(want.shape).shape == want.shape
         np.testing.assert_allclose(got.reshape(want.shape), want, atol=1e-5)
@@ -63,12 +57,13 @@ def test_shards_hold_every_line_with_its_vectors(corpus, tmp_path, embedder):
     assert entry["rows"] == 6 and len(entry["sha256"]) == 64 and manifest["model"]["sha256"]
 
 
-def test_float16_all_layers_and_sentence_vectors(corpus, tmp_path, embedder):
+def test_float16_all_layers_and_sentence_vectors(corpus, tmp_path, bundled_embedder):
     settings = CorpusSettings(layers="all", output="sentence", dtype="float16", shard_size=100)
     manifest = embed_corpus(str(corpus / "a.txt"), tmp_path, settings=settings)
     (name,) = manifest["shards"]
     vectors = read_vectors(tmp_path / name)
-    expected = embedder.encode([line.split() for line in LINES[:17]], layers="all", output="sentence")  # (N, 3, 2P)
+    sentences = [line.split() for line in LINES[:17]]
+    expected = bundled_embedder.encode(sentences, layers="all", output="sentence")  # (N, 3, 2P)
     got = np.stack(vectors)
     assert got.dtype == np.float16 and got.shape == expected.shape
     np.testing.assert_allclose(got.astype(np.float32), expected, atol=1e-5 + 1e-3 * np.abs(expected).max())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ALLENNLP, PROJECT_ROOT
-from elmo_lm import Embedder, ElmoError, load_model
+from elmo_lm import ElmoError
 from elmo_lm.neighbors import ContextIndex, find_word
 
 OPTIONS, WEIGHTS = ALLENNLP / "options.json", ALLENNLP / "lm_weights.hdf5"
@@ -24,9 +24,8 @@ REFERENCE = [
 
 
 @pytest.fixture(scope="module")
-def index() -> ContextIndex:
-    embedder = Embedder(load_model(options_file=OPTIONS, weight_file=WEIGHTS))
-    return ContextIndex(embedder, [line.split() for line in REFERENCE])
+def index(fixture_embedder) -> ContextIndex:
+    return ContextIndex(fixture_embedder, [line.split() for line in REFERENCE])
 
 
 def test_scores_are_cosines_best_first(index):

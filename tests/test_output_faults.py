@@ -18,6 +18,7 @@ import h5py
 import pytest
 import torch
 
+from cli_runs import TRAIN_GLOB, elmo, fixture_vocab
 from conftest import ALLENNLP, PROJECT_ROOT
 from elmo_lm import ElmoError, Embedder
 from elmo_lm.training.checkpoint import load_checkpoint
@@ -26,25 +27,6 @@ from elmo_lm.io import atomic
 
 MODEL_ARGS = ["--options", str(ALLENNLP / "options.json"), "--weights", str(ALLENNLP / "lm_weights.hdf5")]
 SENTENCES = PROJECT_ROOT / "examples" / "sentences.txt"
-
-
-def elmo(*args, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "elmo_lm", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
-
-
-TRAIN_GLOB = str(ALLENNLP / "corpus" / "shard[1-9]")
-HELD_OUT = ALLENNLP / "corpus" / "shard0"
-
-
-def fixture_vocab(folder: Path) -> Path:
-    """The vocabulary of shards 1-9 with --min-count 2 (2,168 tokens), as the training tests build it."""
-    path = folder / "vocab.txt"
-    if not path.exists():
-        done = elmo("vocab", TRAIN_GLOB, "-o", path, "--min-count", "2")
-        assert done.returncode == 0, done.stderr
-    return path
 
 
 def _assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -36,11 +36,6 @@ SENTENCES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()  # the bundled model
-
-
 def run(coroutine):
     return asyncio.run(coroutine)
 
@@ -56,8 +51,8 @@ def _app(embedder: Embedder, **settings):
     return app
 
 
-def test_openai_embeddings_equal_offline_encode(embedder):
-    app = _app(embedder)
+def test_openai_embeddings_equal_offline_encode(bundled_embedder):
+    app = _app(bundled_embedder)
     try:
         plain, encoded, single = (run(_post_all(app, "/v1/embeddings", [request]))[0] for request in (
             {"json": {"input": SENTENCES, "model": "x"}},
@@ -66,7 +61,7 @@ def test_openai_embeddings_equal_offline_encode(embedder):
         ))  # one after the other: each request is a flush of its own
     finally:
         app.state.batcher.close()
-    expected = embedder.encode(SENTENCES, layers="average", output="sentence")  # (N, 2P)
+    expected = bundled_embedder.encode(SENTENCES, layers="average", output="sentence")  # (N, 2P)
     body = plain.json()
     assert plain.status_code == 200 and body["object"] == "list" and body["model"] == "x"
     assert [item["index"] for item in body["data"]] == list(range(len(SENTENCES)))
@@ -75,50 +70,50 @@ def test_openai_embeddings_equal_offline_encode(embedder):
     np.testing.assert_array_equal(got, expected)
     decoded = np.stack([np.frombuffer(base64.b64decode(item["embedding"]), "<f4") for item in encoded.json()["data"]])
     np.testing.assert_array_equal(decoded, expected)
-    alone = embedder.encode([SENTENCES[0]], layers="average", output="sentence")
+    alone = bundled_embedder.encode([SENTENCES[0]], layers="average", output="sentence")
     np.testing.assert_array_equal(np.array(single.json()["data"][0]["embedding"], np.float32), alone[0])
 
 
 @pytest.mark.parametrize("layers", ["all", "top", "average"])
-def test_token_vectors_equal_offline_encode(embedder, layers):
-    app = _app(embedder)
+def test_token_vectors_equal_offline_encode(bundled_embedder, layers):
+    app = _app(bundled_embedder)
     sentences = SENTENCES[:3] + [["token", "lists", "as", "given"]]
     try:
         (response,) = run(_post_all(app, "/embed", [{"json": {"sentences": sentences, "layers": layers}}]))
     finally:
         app.state.batcher.close()
     assert response.status_code == 200
-    expected = embedder.encode(sentences, layers=layers)
+    expected = bundled_embedder.encode(sentences, layers=layers)
     for item, want in zip(response.json()["data"], expected, strict=True):
         np.testing.assert_array_equal(np.array(item["embedding"], np.float32), want)
     assert response.json()["data"][3]["tokens"] == ["token", "lists", "as", "given"]
 
 
-def test_concurrent_requests_are_batched_and_exact(embedder):
+def test_concurrent_requests_are_batched_and_exact(bundled_embedder):
     """Requests waiting together form one flush, whose vectors are `encode`'s for those sentences."""
     sentences = [" ".join(["word"] * n) + " ." for n in range(1, 13)]  # distinct lengths: one sorted order
     total = sum(n + 1 for n in range(1, 13))
-    app = _app(embedder, max_batch_tokens=total, max_wait_ms=10_000)
+    app = _app(bundled_embedder, max_batch_tokens=total, max_wait_ms=10_000)
     try:
         responses = run(_post_all(app, "/v1/embeddings", [{"json": {"input": s}} for s in sentences]))
         assert app.state.batcher.stats.flushes == 1
     finally:
         app.state.batcher.close()
-    expected = embedder.encode(sentences, layers="average", output="sentence")
+    expected = bundled_embedder.encode(sentences, layers="average", output="sentence")
     for response, want in zip(responses, expected):
         np.testing.assert_array_equal(np.array(response.json()["data"][0]["embedding"], np.float32), want)
 
 
-def test_thousands_of_tiny_requests(embedder):
+def test_thousands_of_tiny_requests(bundled_embedder):
     words = ["a", "bank", "river", "play", "the", "."]
-    app = _app(embedder, max_batch_tokens=512, max_wait_ms=2)
+    app = _app(bundled_embedder, max_batch_tokens=512, max_wait_ms=2)
     try:
         responses = run(_post_all(app, "/v1/embeddings", [{"json": {"input": words[i % 6]}} for i in range(2000)]))
         flushes = app.state.batcher.stats.flushes
     finally:
         app.state.batcher.close()
     assert all(response.status_code == 200 for response in responses)
-    expected = embedder.encode([[w] for w in words], layers="average", output="sentence")  # (6, 2P)
+    expected = bundled_embedder.encode([[w] for w in words], layers="average", output="sentence")  # (6, 2P)
     for i, response in enumerate(responses):
         np.testing.assert_allclose(response.json()["data"][0]["embedding"], expected[i % 6], atol=1e-5)
     assert flushes < 2000 / 10  # batched, not one model call per request
@@ -144,8 +139,8 @@ BAD_REQUESTS = [
 ]
 
 
-def test_bad_requests_get_json_errors_and_the_service_keeps_serving(embedder):
-    app = _app(embedder, max_request_tokens=100, max_request_bytes=2000)
+def test_bad_requests_get_json_errors_and_the_service_keeps_serving(bundled_embedder):
+    app = _app(bundled_embedder, max_request_tokens=100, max_request_bytes=2000)
     bodies = [request for _, request, _, _ in BAD_REQUESTS]
     try:
         responses = [run(_post_all(app, path, [body]))[0] for (path, *_), body in zip(BAD_REQUESTS, bodies)]
@@ -159,8 +154,8 @@ def test_bad_requests_get_json_errors_and_the_service_keeps_serving(embedder):
     assert after.status_code == 200
 
 
-def test_health_and_info(embedder):
-    app = _app(embedder, max_batch_tokens=77)
+def test_health_and_info(bundled_embedder):
+    app = _app(bundled_embedder, max_batch_tokens=77)
 
     async def get():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
@@ -172,7 +167,7 @@ def test_health_and_info(embedder):
         app.state.batcher.close()
     assert health.json() == {"status": "ok"}
     body = info.json()
-    assert body["dimensions"] == embedder.model.config.output_dim and body["layers"] == 3
+    assert body["dimensions"] == bundled_embedder.model.config.output_dim and body["layers"] == 3
     assert body["settings"]["max_batch_tokens"] == 77
 
 
@@ -211,7 +206,7 @@ def server():
     process.wait(timeout=30)
 
 
-def test_real_server_answers_while_clients_stall_or_vanish(server, embedder):
+def test_real_server_answers_while_clients_stall_or_vanish(server, bundled_embedder):
     host, port = server.removeprefix("http://").split(":")
     stalled = socket.create_connection((host, int(port)))  # sends half a request, then nothing
     stalled.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -226,7 +221,7 @@ def test_real_server_answers_while_clients_stall_or_vanish(server, embedder):
     response = httpx.post(server + "/v1/embeddings", json={"input": SENTENCES}, timeout=30)
     assert response.status_code == 200 and time.monotonic() - started < 20
     got = np.array([item["embedding"] for item in response.json()["data"]], np.float32)
-    np.testing.assert_allclose(got, embedder.encode(SENTENCES, layers="average", output="sentence"), atol=1e-5)
+    np.testing.assert_allclose(got, bundled_embedder.encode(SENTENCES, layers="average", output="sentence"), atol=1e-5)
     assert httpx.post(server + "/embed", content=b"\xff\xfe", timeout=10).status_code == 400
     stalled.close()
 

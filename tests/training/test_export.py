@@ -24,7 +24,7 @@ SENTENCES = ALLENNLP / "sentences.txt"
 
 @pytest.fixture(scope="session")
 def learning_run(tmp_path_factory):
-    return trained_run(tmp_path_factory.getbasetemp())
+    return trained_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Helpers shared by the training tests: the `elmo` CLI in a subprocess, a vocabulary for the fixture
-corpus, and one trained tiny model that several test modules reuse (built once per session)."""
+corpus, and one trained tiny model that several test modules reuse (built once per session, pytest-xdist's
+workers included)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from filelock import FileLock
 
 from conftest import ALLENNLP
 
@@ -37,21 +41,27 @@ def fixture_vocab(folder: Path) -> Path:
     return path
 
 
-def trained_run(base: Path) -> tuple[Path, subprocess.CompletedProcess[str] | None]:
-    """The tiny preset trained for LEARNING_STEPS steps on shards 1-9, validated on shard 0 every 50 steps.
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The tiny preset trained for LEARNING_STEPS steps on shards 1-9, validated on shard 0 every 50 steps, and
+    the progress output (stderr) of its `elmo train`.
 
-    Built once in `base` (a session temp folder); later calls return the same run (and None).
+    Built once per test session, in its temporary folder; under pytest-xdist the workers share it (a lock makes
+    the others wait for the first), so the test files that use it may run on different workers.
     """
-    run, finished = base / "learning-run", base / "learning-run.finished"
-    if finished.exists():  # a marker of our own: the run's files depend on optional packages (the plot)
-        return run, None
-    shutil.rmtree(run, ignore_errors=True)  # what an earlier, failed attempt left
-    vocab = fixture_vocab(base)
-    done = elmo("train", "--train", TRAIN_GLOB, "--vocab", vocab, "--config", "tiny", "--out", run, "--valid", HELD_OUT,
-                "--max-steps", LEARNING_STEPS, "--set", "valid_every=50", "--set", "log_every=10",
-                "--set", "checkpoint_every=100")
-    finished.touch()
-    return run, done
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, which holds each worker's own
+    run, finished, stderr = base / "learning-run", base / "learning-run.finished", base / "learning-run.stderr"
+    with FileLock(base / "learning-run.lock"):
+        if not finished.exists():  # a marker of our own: the run's files depend on optional packages (the plot)
+            shutil.rmtree(run, ignore_errors=True)  # what an earlier, failed attempt left
+            vocab = fixture_vocab(base)
+            done = elmo("train", "--train", TRAIN_GLOB, "--vocab", vocab, "--config", "tiny", "--out", run, "--valid",
+                        HELD_OUT, "--max-steps", LEARNING_STEPS, "--set", "valid_every=50", "--set", "log_every=10",
+                        "--set", "checkpoint_every=100")
+            stderr.write_text(done.stderr, encoding="utf-8")
+            finished.touch()
+    return run, stderr.read_text(encoding="utf-8")
 
 
 def read_jsonl(path: Path) -> list[dict]:
