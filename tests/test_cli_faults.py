@@ -44,10 +44,11 @@ def test_version_help_and_usage_errors_do_not_import_torch(args, code):
 def test_ctrl_c_during_start_up_prints_one_line():
     process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "elmo_lm", "info", *MODEL_ARGS],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Interrupt once python has started and imported elmo_lm (a fixed sleep landed in python's own start-up on a
-    # loaded machine): the command is then importing its libraries (torch takes seconds).
+    # Interrupt once the command's own code runs, which imports click first (a fixed sleep landed in python's own
+    # start-up on a loaded machine, and so did the end of elmo_lm's import): it is then importing its libraries
+    # (torch takes seconds).
     imports = []
-    while not any(line.rstrip().endswith("| elmo_lm") for line in imports[-1:]) and process.poll() is None:
+    while not any(line.split("|")[-1].strip() == "click" for line in imports[-1:]) and process.poll() is None:
         imports.append(process.stderr.readline())
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=60)
