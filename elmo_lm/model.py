@@ -29,7 +29,6 @@ from .chars import BOS_IDS, EOS_IDS, N_CHARS, PAD_CHAR
 from . import inference  # the one seam to the fast kernels, taken whenever nothing needs gradients
 from .bilm_types import FORGET_BIAS, BiLMOutput, LstmState
 from .config import ModelConfig
-from .lstmp_layer import run_lstmp_layer
 
 __all__ = ["BiLMOutput", "ElmoBiLM", "FORGET_BIAS", "LstmState", "LstmpStack", "TokenEncoder"]
 
@@ -248,8 +247,7 @@ class LstmpStack(nn.Module):
     def _run_layer(
         self, layer: int, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor, c: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One layer over time, the input projection precomputed for a chunk of steps at a time, the steps of a
-        chunk one autograd node (`lstmp_layer`; the same math as `step`)."""
+        """One layer over time, the input projection precomputed for a chunk of steps at a time."""
         D, B, T, _ = x.shape
         C = self.config.lstm_dim
         input_weight, bias = self.input_weight[layer], self.bias[layer]
@@ -262,11 +260,18 @@ class LstmpStack(nn.Module):
             gates_from_input = low_precision_matmul(x_chunk.reshape(D, B * Tc, -1), input_weight,
                                                     self.matmul_dtype)  # (D, B*Tc, 4C)
             gates_from_input = (gates_from_input + bias[:, None]).view(D, B, Tc, 4 * C)  # (D, B, Tc, 4C)
-            real = None if all_real else mask[:, :, start : start + Tc]  # (D, B, Tc)
-            output, h, c = run_lstmp_layer(gates_from_input, h, c, self.recurrent_weight[layer],
-                                           self.projection_weight[layer], real, self.config.cell_clip,
-                                           self.config.proj_clip, self.matmul_dtype)  # (D, B, Tc, P)
-            chunk_outputs.append(output)
+            # unbind/stack rather than indexing and assigning per step: their gradients are one
+            # stack/unbind, not a zero-filled (D, B, Tc, 4C) tensor per step.
+            step_outputs = []
+            for t, step_gates in enumerate(gates_from_input.unbind(2)):  # each (D, B, 4C)
+                h_new, c_new = self.step(layer, step_gates, h, c)
+                if not all_real:
+                    real = mask[:, :, start + t, None]  # (D, B, 1)
+                    h_new = torch.where(real, h_new, h)
+                    c_new = torch.where(real, c_new, c)
+                h, c = h_new, c_new
+                step_outputs.append(h)
+            chunk_outputs.append(torch.stack(step_outputs, dim=2))  # (D, B, Tc, P)
         if not chunk_outputs:  # no steps at all
             return h, c, x.new_empty(D, B, 0, self.config.projection_dim)
         outputs = torch.cat(chunk_outputs, dim=2)  # (D, B, T, P)
