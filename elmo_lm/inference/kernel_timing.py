@@ -15,7 +15,7 @@ import torch
 from . import tuning
 from ..cpu_features import is_intel
 from .matmul import MKL_PACKED, ONEDNN, linear, pack_mkl, pack_onednn
-from .packed_lstm import INFERENCE_LSTM_CHUNK_BYTES, MAX_CHUNK_ROWS
+from .packed_lstm import default_chunk_rows
 
 AUTOTUNE_REPEATS = 3
 """Timed calls per candidate at first use (after one warm-up call): about a second for the original
@@ -56,11 +56,6 @@ def _time(run: Callable[[], object], repeats: int, deadline: float = float("inf"
         run()
         times.append(_clock() - start)
     return statistics.median(times)
-
-
-def default_chunk_rows(lstm_dim: int, chunk_bytes: int = INFERENCE_LSTM_CHUNK_BYTES) -> int:
-    """Rows of an input-projection chunk without tuning: as many float32 gate rows as `chunk_bytes` holds."""
-    return max(1, min(MAX_CHUNK_ROWS, chunk_bytes // (4 * lstm_dim * 4)))
 
 
 def measure(lstm_dim: int, projection_dim: int, rows: int = 32, repeats: int = 20,

@@ -42,6 +42,13 @@ MAX_CHUNK_ROWS = 1024
 """At most this many packed rows per input-projection chunk: larger matmuls gain nothing more (fewer
 where this CPU's tuning measured a smaller chunk faster, `tuning.chunk_rows_for`)."""
 
+
+def default_chunk_rows(lstm_dim: int, chunk_bytes: int = INFERENCE_LSTM_CHUNK_BYTES) -> int:
+    """Rows of an input-projection chunk without tuning: as many packed rows of one direction's input gates
+    (float32, `4 * lstm_dim` values) as `chunk_bytes` holds, at most `MAX_CHUNK_ROWS`."""
+    return max(1, min(MAX_CHUNK_ROWS, chunk_bytes // (4 * lstm_dim * 4)))
+
+
 PACK_LIMIT_BYTES = 128 * 2**20
 """Pack the per-step weights (a copy beside the parameters, faster at batch 32) when the
 copies take at most this much: the small and the bfloat16 original models, not the float32
@@ -239,7 +246,7 @@ def run_packed(lstm: nn.Module, grid: torch.Tensor, plan: RunPlan, layer_stride:
         h0 = state.h[:, picked][:, :, plan.order].float()  # (L, D, B, P), sorted rows
         c0 = state.c[:, picked][:, :, plan.order].float()  # (L, D, B, C)
     row_bytes = 4 * C * 4  # one packed row of one direction's input gates (float32; one direction at a time)
-    max_rows = max(1, min(MAX_CHUNK_ROWS, chunk_bytes // row_bytes, chunk_rows_for((4 * C, P)) or MAX_CHUNK_ROWS))
+    max_rows = min(default_chunk_rows(C, chunk_bytes), chunk_rows_for((4 * C, P)) or MAX_CHUNK_ROWS)
     final_h, final_c = [], []
     for layer, weights in enumerate(_lstm_weights(lstm, precision)):
         weights = tuple([w[d] for d in directions] for w in weights)  # per direction
