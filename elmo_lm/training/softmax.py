@@ -23,6 +23,9 @@ from ..errors import ElmoError
 FULL_SOFTMAX_CHUNK = 2**22
 """Logits (rows x V) computed at once by `full_softmax_nll`."""
 
+SAMPLED_BLOCK_BYTES = 2**20
+"""Float32 logits (rows x S) that `_SampledLogSumExp` works on at once: small enough to stay in the cache."""
+
 
 class NegativeSample(NamedTuple):
     """One draw of negatives, shared by every row (and both directions) of a step."""
@@ -155,14 +158,65 @@ def sampled_softmax_nll(
     true_logits = true_logits - sampler.log_expected_count(targets, n_sampled, sample.n_tries).to(hidden.dtype)
     # The log expected counts of the negatives go into their bias: one (N, S) pass fewer.
     sampled_bias = bias[ids] - sampler.log_expected_count(ids, n_sampled, sample.n_tries).to(hidden.dtype)  # (S,)
-    sampled_logits = _logits(hidden, weight[ids], sampled_bias, matmul_dtype)  # (N, S)
     # Accidental hits: the negatives are distinct, so a row has at most one; find them through
     # each word's place in the sample instead of comparing all (N, S) pairs.
     place = torch.full((weight.shape[0],), -1, dtype=torch.long, device=hidden.device)  # (V,)
     place[ids] = torch.arange(n_sampled, device=hidden.device)
     hit_rows = (place[targets] >= 0).nonzero().squeeze(1)  # (H,)
-    if hit_rows.numel():
-        # In place: the matmul's backward does not need its output.
-        sampled_logits.index_put_((hit_rows, place[targets[hit_rows]]), torch.tensor(float("-inf"), dtype=hidden.dtype))
+    hit_columns = place[targets[hit_rows]]  # (H,)
+    sampled = _SampledLogSumExp.apply(hidden, weight[ids], sampled_bias, hit_rows, hit_columns,
+                                      matmul_dtype)  # (N,)
     # Cross-entropy of the true word among itself and the negatives, without concatenating them.
-    return torch.logaddexp(true_logits, torch.logsumexp(sampled_logits, dim=1)) - true_logits  # (N,)
+    return torch.logaddexp(true_logits, sampled) - true_logits  # (N,)
+
+
+class _SampledLogSumExp(torch.autograd.Function):
+    """`logsumexp` over each row of `hidden @ weight.T + bias` `(N, S)`, the accidental hits left out.
+
+    One product in `dtype` (its `(N, S)` result kept in `dtype` for the backward), then the float32
+    bias, `logsumexp` and, in the backward, `exp(logit - lse)` a block of rows at a time
+    (`SAMPLED_BLOCK_BYTES`), so each element is read from memory once per pass instead of once
+    per elementwise operation. The same arithmetic as the unfused autograd ops: the logits are
+    the product rounded to `dtype`, plus the float32 bias; the logits' gradient is float32 until it
+    is rounded to `dtype` for the two backward products; the bias gradient is summed in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, hit_rows: torch.Tensor,
+                hit_columns: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        hidden_low, weight_low = hidden.to(dtype), weight.to(dtype)  # (N, P), (S, P)
+        products = F.linear(hidden_low, weight_low)  # (N, S) in dtype
+        products[hit_rows, hit_columns] = float("-inf")
+        lse = products.new_empty(products.shape[0], dtype=torch.float32)  # (N,)
+        for rows in _row_blocks(products):
+            lse[rows] = torch.logsumexp(products[rows].float() + bias, dim=1)  # (n,)
+        ctx.save_for_backward(hidden_low, weight_low, bias, products, lse)
+        ctx.input_dtypes = hidden.dtype, weight.dtype
+        return lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_lse: torch.Tensor):
+        hidden_low, weight_low, bias, products, lse = ctx.saved_tensors
+        # exp(logit - lse) is 0 at the hits (-inf); a row with nothing left (lse = -inf) gets 0 too.
+        lse = lse.masked_fill(lse == float("-inf"), 0.0)  # (N,)
+        grad_products = torch.empty_like(products)  # (N, S) in dtype
+        grad_bias = torch.zeros_like(bias)  # (S,) float32
+        for rows in _row_blocks(products):
+            block = products[rows].float() + bias  # (n, S) float32
+            block.sub_(lse[rows, None]).exp_().mul_(grad_lse[rows, None])  # d lse / d logit
+            grad_bias += block.sum(dim=0)
+            grad_products[rows] = block
+        grad_hidden = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = (grad_products @ weight_low).to(ctx.input_dtypes[0])  # (N, P)
+        if ctx.needs_input_grad[1]:
+            grad_weight = (grad_products.t() @ hidden_low).to(ctx.input_dtypes[1])  # (S, P)
+        return grad_hidden, grad_weight, grad_bias if ctx.needs_input_grad[2] else None, None, None, None
+
+
+def _row_blocks(products: torch.Tensor) -> list[slice]:
+    """Slices of rows of `products` `(N, S)` holding about `SAMPLED_BLOCK_BYTES` of float32 each."""
+    N, S = products.shape
+    rows = max(1, SAMPLED_BLOCK_BYTES // (4 * max(1, S)))
+    return [slice(start, min(N, start + rows)) for start in range(0, N, rows)]

@@ -166,3 +166,36 @@ def test_objective_is_both_directions_cross_entropy_through_one_softmax():
 def test_objective_needs_a_softmax():
     with pytest.raises(ElmoError, match="no softmax"):
         LMObjective(ElmoBiLM(TINY))
+
+
+def _unfused_sampled_nll(hidden, targets, weight, bias, sample, sampler, dtype):
+    """The sampled loss through plain autograd ops, the `(N, S)` logits materialised (the code before the fusion)."""
+    logq = sampler.log_expected_count(sample.ids, len(sample.ids), sample.n_tries).float()
+    true = (hidden * weight[targets]).sum(-1) + bias[targets]
+    true = true - sampler.log_expected_count(targets, len(sample.ids), sample.n_tries).float()
+    logits = F.linear(hidden.to(dtype), weight[sample.ids].to(dtype)).float() + (bias[sample.ids] - logq)
+    hits = targets[:, None] == sample.ids[None, :]
+    logits = logits.masked_fill(hits, float("-inf"))
+    return torch.logaddexp(true, torch.logsumexp(logits, dim=1)) - true
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_blocked_sampled_softmax_equals_the_unfused_ops_with_gradients(monkeypatch, dtype):
+    monkeypatch.setattr(softmax_module, "SAMPLED_BLOCK_BYTES", 4 * 50 * 7)  # blocks of 7 rows: 3 blocks and a rest
+    torch.manual_seed(4)
+    V, P, N = 300, 16, 24
+    sampler = LogUniformSampler(V)
+    sample = sampler.sample(50, torch.Generator().manual_seed(2))
+    targets = torch.randint(0, V, (N,))
+    targets[:5] = sample.ids[[0, 3, 7, 49, 0]]  # accidental hits, one row's at the last negative
+    results = []
+    for loss_fn in (sampled_softmax_nll, _unfused_sampled_nll):
+        torch.manual_seed(5)
+        hidden = torch.randn(N, P, requires_grad=True)
+        weight = torch.randn(V, P, requires_grad=True)
+        bias = torch.randn(V, requires_grad=True)
+        loss = loss_fn(hidden, targets, weight, bias, sample, sampler, dtype)
+        (loss * torch.linspace(0.5, 2.0, N)).sum().backward()
+        results.append((loss.detach(), hidden.grad, weight.grad, bias.grad))
+    for got, want in zip(*results):
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
