@@ -389,7 +389,8 @@ def verdict(results: list[Result]) -> str:
     if mix is None:
         return ""
     if not any(r.name.startswith("(a)") for r in results):
-        return "No static baseline (--no-glove, --no-word2vec): the 20% error-cut target is not assessed."
+        return ("No static baseline (a) in this run (--inputs without a, or --no-glove and --no-word2vec): the 20% "
+                "error-cut target is not assessed.")
     parts = []
     for base in (r for r in results if r.name.startswith("(a)")):
         cut = 1 - (1 - mix.mean) / (1 - base.mean) if base.mean < 1 else 0.0

@@ -132,3 +132,10 @@ def test_precision_runs_the_language_model_in_int8_with_its_own_feature_cache(ca
     assert float32.shape == int8.shape and not np.array_equal(float32, int8)  # really another precision
     cosines = (float32 * int8).sum(-1) / np.linalg.norm(float32, axis=-1) / np.linalg.norm(int8, axis=-1)
     assert cosines.mean() > 0.999 and cosines.min() > 0.99
+
+
+def test_polarity_without_input_a_says_why_no_target_is_assessed(cache, tmp_path):
+    report = _run(cache, tmp_path / "pol.md", "--tasks", "polarity", "--inputs", "c", "--seeds", "1", "--folds", "2")
+    assert list(_rows(report, "Sentence polarity")) == ["(c) ELMo scalar mix"]
+    # GloVe was loaded, but (a) was not trained: the verdict must not blame --no-glove
+    assert "No static baseline (a) in this run (--inputs without a, or --no-glove and --no-word2vec)" in report
