@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -19,15 +20,20 @@ from ..errors import ElmoError
 from ..model import ElmoBiLM
 from .allennlp import Take, load_allennlp_weights
 from .atomic import atomic_path
+from .int8_storage import STORAGE_KEY, SCALE_SUFFIX, check_stored, decode, encode, read_storage
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 VOCAB_NAME = "vocab.txt"
 FORMAT_VERSION = 1
+"""The folder format written (1: every weight in one float type); folders with int8-stored weights are 2."""
+INT8_FORMAT_VERSION = 2
+"""The format of a folder with a `storage` entry (`int8_storage`): older readers cannot load it."""
 
 
 def save_pretrained(
-    model: ElmoBiLM, folder: str | Path, vocab_file: str | Path | None = None, dtype: torch.dtype = torch.float32
+    model: ElmoBiLM, folder: str | Path, vocab_file: str | Path | None = None, dtype: torch.dtype = torch.float32,
+    int8: Collection[str] = (),
 ) -> None:
     """Write `model` as a model folder; each file is written atomically.
 
@@ -36,6 +42,8 @@ def save_pretrained(
         folder: created if missing.
         vocab_file: the softmax's vocabulary, copied in as `vocab.txt`.
         dtype: storage type of the weights (float32, or float16/bfloat16 to halve the size).
+        int8: state-dict names of weights stored instead as int8 with a float32 scale per output
+            channel (`int8_storage`; a quarter of the float32 size); read back as float32 `values * scale`.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -46,7 +54,12 @@ def save_pretrained(
     if folder_options is not None:
         config["token_encoder"] = folder_options()
         model.token_encoder.save_vocabularies(folder)
-    tensors = {key: value.detach().to("cpu", dtype).contiguous() for key, value in model.state_dict().items()}
+    state = model.state_dict()
+    tensors = {key: value.detach().to("cpu", dtype).contiguous() for key, value in state.items() if key not in int8}
+    tensors.update({key: state[key] for key in int8 if key in state})  # quantised from float32 by `encode`
+    if int8:
+        config["format_version"] = INT8_FORMAT_VERSION
+        config[STORAGE_KEY] = encode(tensors, int8)
     with atomic_path(folder / WEIGHTS_NAME) as temporary:
         save_file(tensors, str(temporary), metadata={"format": "pt"})
     with atomic_path(folder / CONFIG_NAME) as temporary:
@@ -65,10 +78,24 @@ def _load_folder(folder: Path, take: Take | None = None) -> ElmoBiLM:
     if not weights_path.is_file():
         raise ElmoError(f"{folder}: {WEIGHTS_NAME} not found beside {CONFIG_NAME}")
     config = ModelConfig.from_options(options, source=str(config_path))
+    version = options.get("format_version", FORMAT_VERSION)
+    if version not in (FORMAT_VERSION, INT8_FORMAT_VERSION):
+        raise ElmoError(f"{config_path}: format_version {version!r}; this version of elmo-lm reads "
+                        f"{FORMAT_VERSION} and {INT8_FORMAT_VERSION}")
+    storage = read_storage(options, str(config_path))
+    take = take or (lambda key, tensor: tensor)
     try:
         with safe_open(str(weights_path), framework="pt") as file:  # one tensor at a time, through `take`
-            state = {key: file.get_tensor(key) if take is None else take(key, file.get_tensor(key))
-                     for key in file.keys()}
+            keys = set(file.keys())
+            check_stored(storage, keys, str(weights_path))
+            state = {}
+            for key in file.keys():
+                if key.endswith(SCALE_SUFFIX) and key.removesuffix(SCALE_SUFFIX) in storage:
+                    continue  # read with its weight
+                tensor = file.get_tensor(key)
+                if key in storage:
+                    tensor = decode(key, tensor, file.get_tensor(key + SCALE_SUFFIX), str(weights_path))
+                state[key] = take(key, tensor)
     except (SafetensorError, OSError) as error:
         raise ElmoError(f"{weights_path}: not a readable safetensors file ({error})") from None
     if "token_encoder" in options:  # a converted model with another format's token encoder
