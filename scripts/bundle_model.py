@@ -8,6 +8,12 @@ is the largest single matrix (V x P; 55,989 x 128 = 7.2M parameters for elmo-en-
 in float16, against about 14 MB for all the rest). `elmo train --init` adds a fresh softmax to a
 model that has none, so continued training still works from the bundled folder.
 
+A model whose float16 folder exceeds --max-mb (the v2 shape's 2,048-filter highway alone is 8.4M
+parameters) is stored with chosen matrices in int8, one float32 scale per output channel
+(`--int8`, default `auto`: none if the float folder fits, else the highway's, else every large
+matrix; see `elmo_lm/io/int8_storage.py`). It loads back as float32 like any folder;
+benchmarks/RESULTS-bundle_store.md measures what each choice costs in vectors and perplexity.
+
 The folder is built beside the target under a hidden temporary name, loaded back and compared
 with the run's float32 model on a test sentence, and only then renamed into place (an existing
 folder is replaced; an interrupted run leaves the old one). The script refuses a result larger
@@ -37,6 +43,7 @@ from elmo_lm.training.checkpoint import Progress, load_checkpoint  # noqa: E402
 from elmo_lm.training.export import bilm_tf_options  # noqa: E402
 from elmo_lm.training.run_folder import CHECKPOINT_NAME, run_config  # noqa: E402
 from elmo_lm.io import load_model, save_pretrained  # noqa: E402
+from elmo_lm.io.int8_storage import INT8_CHOICES, int8_keys  # noqa: E402
 from elmo_lm.model import ElmoBiLM  # noqa: E402
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -88,9 +95,18 @@ def compare(reference: torch.nn.Module, bundled: torch.nn.Module) -> tuple[float
     return float(np.abs(a - b).max()), float(cosine.min())
 
 
+def int8_candidates(choice: str) -> list[str | None]:
+    """The int8 choices to try in turn (None: all float), for `--int8 choice`."""
+    if choice == "auto":
+        return [None, *INT8_CHOICES]
+    return [None if choice == "none" else choice]
+
+
 def bundle(run_dir: Path, out: Path, dtype: torch.dtype, keep_softmax: bool, include_vocab: bool,
-           max_mb: float) -> Path:
-    """Build the folder under a temporary name beside `out`, check it, rename it to `out`."""
+           max_mb: float, int8: str = "auto") -> Path:
+    """Build the folder under a temporary name beside `out`, check it, rename it to `out`.
+
+    With `int8` "auto", the first of all-float, int8 highway, int8 matrices that fits `max_mb`."""
     model, progress = checkpoint_model(run_dir)
     config = run_config(run_dir)
     assert model.softmax is not None
@@ -110,14 +126,20 @@ def bundle(run_dir: Path, out: Path, dtype: torch.dtype, keep_softmax: bool, inc
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         vocab = run_dir / "vocab.txt"
-        save_pretrained(model, temporary, vocab_file=vocab if include_vocab and vocab.is_file() else None,
-                        dtype=dtype)
+        for choice in int8_candidates(int8):
+            stored = int8_keys(model.state_dict(), choice) if choice else []
+            shutil.rmtree(temporary, ignore_errors=True)
+            save_pretrained(model, temporary, vocab_file=vocab if include_vocab and vocab.is_file() else None,
+                            dtype=dtype, int8=stored)
+            size = folder_bytes(temporary)
+            if size <= max_mb * 1e6:
+                break
         for path in temporary.iterdir():
             path.chmod(0o644)  # atomic_path's temporary files are private (0600); a package's data is not
-        size = folder_bytes(temporary)
         if size > max_mb * 1e6:
             raise ElmoError(f"the folder would be {size / 1e6:.1f} MB, more than --max-mb {max_mb:g}"
-                            + ("" if not keep_softmax else " (drop --keep-softmax)"))
+                            + ("" if not keep_softmax else " (drop --keep-softmax)")
+                            + ("" if int8 in ("auto", "matrices") else " (try --int8 highway or matrices)"))
         loaded = load_model(temporary)
         if (loaded.softmax is not None) != keep_softmax:
             raise ElmoError("the written folder does not load back with the expected softmax")
@@ -137,7 +159,9 @@ def bundle(run_dir: Path, out: Path, dtype: torch.dtype, keep_softmax: bool, inc
         print(f"valid ppl      {valid['ppl']:.1f} (forward {valid['forward_ppl']:.1f}, backward "
               f"{valid['backward_ppl']:.1f}) at step {valid['step']:,}")
     print(f"parameters     {parameters:,} ({'with' if keep_softmax else 'without'} the {vocab_size:,}-word softmax), "
-          f"stored as {str(dtype).removeprefix('torch.')}")
+          f"stored as {str(dtype).removeprefix('torch.')}"
+          + (f", {len(stored)} matrices ({sum(model.state_dict()[k].numel() for k in stored):,} parameters, "
+             f"--int8 {choice}) as int8 with a scale per output channel" if stored else ""))
     print(f"vs float32     max |difference| {max_diff:.2e}, lowest token cosine {min_cosine:.6f} (all layers)")
     for path in sorted(out.iterdir()):
         print(f"  {path.name:<18} {path.stat().st_size / 1e6:8.2f} MB")
@@ -151,6 +175,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BUNDLED_MODEL,
                         help=f"model folder to write (default: the package's, {BUNDLED_MODEL})")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="storage type (default float16)")
+    parser.add_argument("--int8", choices=["auto", "none", *INT8_CHOICES], default="auto",
+                        help="matrices stored as int8 with per-channel scales: the highway's, every large one, "
+                             "none, or auto (default: none if the float folder fits --max-mb, else the fewest that fit)")
     parser.add_argument("--keep-softmax", action="store_true", help="keep the softmax (needed only by elmo evaluate)")
     parser.add_argument("--no-vocab", action="store_true", help="leave out vocab.txt")
     parser.add_argument("--max-mb", type=float, default=25.0, help="refuse a folder larger than this (default 25)")
@@ -158,7 +185,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
-        bundle(args.run_dir, args.out, DTYPES[args.dtype], args.keep_softmax, not args.no_vocab, args.max_mb)
+        bundle(args.run_dir, args.out, DTYPES[args.dtype], args.keep_softmax, not args.no_vocab, args.max_mb,
+               args.int8)
     except ElmoError as error:
         sys.exit(f"bundle_model: {error}")
 
