@@ -472,7 +472,7 @@ SOURCES: dict[str, Source] = {
                "BLAG anarchist quotations for fortune",
                functools.partial(extract_entries, wanted=r"games/fortunes/anarchism$", entries=_fortune_items)),
         _html_source("nodejs", _deb("nodejs-doc", "18.20.4+dfsg-1~deb12u3"), "MIT", "Node.js 18 API documentation",
-                     wanted=r"/api/[^/]+\.html$"),
+                     wanted=r"/api/(?!all\.html)[^/]+\.html$"),  # all.html repeats every page as one
         _html_source("apache", _deb("apache2-doc", "2.4.71-1~deb12u1"), "Apache-2.0",
                      "Apache HTTP Server 2.4 manual (English)", wanted=r"/manual/en/.*\.html$"),
         _html_source("zsh", _deb("zsh-doc", "5.9-4"), "Zsh licence (MIT-like)", "Zsh manual",
