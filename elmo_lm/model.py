@@ -156,11 +156,13 @@ class TokenEncoder(nn.Module):
                 ids = F.pad(ids, (0, widest - 1), value=PAD_ID)  # (n, S + w - 1)
             windows = self.char_embedding(ids).unfold(1, widest, 1)  # (n, positions, e, w)
             n, positions = windows.shape[:2]
-            features = (windows.reshape(n * positions, e * widest).to(dtype) @ weight.t()).float()  # (n*pos, F)
+            # The max over positions is taken in the product's dtype and only its result made float32: the same
+            # values and gradients as a float32 max, with a half-size (n, positions, F) tensor and no cast of it.
+            features = windows.reshape(n * positions, e * widest).to(dtype) @ weight.t()  # (n*pos, F)
             features = features.view(n, positions, n_filters)  # (n, positions, F)
             if span == S:  # ... but not the windows a filter of its width would not have
                 features = features.masked_fill(self._beyond_end(positions, S), float("-inf"))
-            pooled = features.max(dim=1).values  # (n, F)
+            pooled = features.max(dim=1).values.float()  # (n, F)
             pooled_groups.append(torch.maximum(pooled, padding) if span < S else pooled)
             start = end
         x = torch.cat(pooled_groups)[torch.argsort(order)] + bias  # (N, F), back in the input order
