@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from elmo_lm.chars import tokens_to_ids
 from elmo_lm.config import ModelConfig
-from elmo_lm.model import ElmoBiLM
+from elmo_lm.model import ElmoBiLM, distinct_rows
 from elmo_lm.training.config import TINY_SHAPE
 
 WORDS = ["a", "of", "the", "tokens", "internationalization", "x" * 70, "<S>", "</S>", "naïve", "42", "ab", "abc",
@@ -67,3 +67,13 @@ def test_bfloat16_products_stay_close_and_gradients_float32():
     cosines = [F.cosine_similarity(g.flatten(), e.flatten(), dim=0) for g, e in zip(grads, expected_grads)
                if e.abs().sum() > 0]
     assert min(cosines) > 0.95, cosines
+
+
+def test_distinct_rows_equal_torch_unique():
+    torch.manual_seed(0)
+    words = torch.from_numpy(tokens_to_ids(WORDS))  # ids up to 261: two bytes each
+    char_ids = torch.cat([words, words[3:9], torch.randint(0, 300, (40, 50)), words[:2]])  # (N, 50), repeats
+    for ids in (char_ids, char_ids[:0], char_ids[:1], char_ids - 1):  # -1: out of the byte-string range
+        distinct, which = distinct_rows(ids)
+        expected, expected_which = torch.unique(ids, dim=0, return_inverse=True)
+        assert torch.equal(distinct, expected) and torch.equal(which, expected_which)
