@@ -14,7 +14,9 @@ Variants:
     baseline-bfloat16  the --baseline tree with bfloat16 products (a tree that already has them)
 
 The same run measures the float32 and bfloat16 matmul peaks (the best of a few 2048^3 products)
-with the same threads. "Model GFLOP/s" counts one definition of the work for every variant (the
+with the same threads. `--clock cpu` times each part by the process's CPU time instead of the wall clock: on
+a machine shared with other jobs, time spent waiting for a core is then not counted (with more than one thread it
+sums the threads' time, so compare ratios only). "Model GFLOP/s" counts one definition of the work for every variant (the
 matmul FLOPs of forward + backward, the CNN over all 50 slots of each distinct token), so it
 rises with speed, not with work skipped; its share of the float32 peak is printed beside it.
 
@@ -89,40 +91,40 @@ class _Variant:
                                                       seed=0))
         self.times: dict[str, list[float]] = {part: [] for part in PARTS}
 
-    def step(self) -> None:
+    def step(self, clock) -> None:
         """One training step, each part on its own graph: forward, then its backward from the next part's input
-        gradient; times recorded per part."""
+        gradient; times recorded per part (by `clock`)."""
         import torch
         import torch.nn.functional as F
 
         model, softmax = self.model, self.model.softmax
-        t0 = time.perf_counter()
+        t0 = clock()
         batch = next(self.batches)
         sample = self.sampler.sample(self.n_negative, self.generator)
         chars = torch.stack([batch.forward_chars, batch.backward_chars])  # (2, B, T, 50)
         mask = (chars > 0).any(dim=-1)  # (2, B, T)
         targets = torch.stack([batch.forward_targets, batch.backward_targets])  # (2, B, T)
         real = targets != self.m["data"].IGNORE_INDEX
-        t1 = time.perf_counter()
+        t1 = clock()
         tokens = model.encode_tokens(chars, mask)  # (2, B, T, P)
-        t2 = time.perf_counter()
+        t2 = clock()
         tokens_in = tokens.detach().requires_grad_()
         outputs, _ = model.lstm(tokens_in, mask)
         top = F.dropout(outputs[-1], 0.1)  # (2, B, T, P)
-        t3 = time.perf_counter()
+        t3 = clock()
         top_in = top.detach().requires_grad_()
         nll = self.m["softmax"].sampled_softmax_nll(top_in[real], targets[real], softmax.weight, softmax.bias, sample,
                                                     self.sampler, **self.low)
         self.optimizer.zero_grad(set_to_none=True)
         (nll.sum() / (2 * batch.n_tokens)).backward()
-        t4 = time.perf_counter()
+        t4 = clock()
         top.backward(top_in.grad)
-        t5 = time.perf_counter()
+        t5 = clock()
         tokens.backward(tokens_in.grad)
-        t6 = time.perf_counter()
+        t6 = clock()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         self.optimizer.step()
-        t7 = time.perf_counter()
+        t7 = clock()
         for part, seconds in zip(PARTS, (t1 - t0, (t2 - t1) + (t6 - t5), (t3 - t2) + (t5 - t4), t4 - t3, t7 - t6,
                                          t7 - t0)):
             self.times[part].append(seconds)
@@ -144,9 +146,10 @@ def child(args: argparse.Namespace) -> None:
     modules = _packages(args.baseline)
     variants = [_Variant(name, modules["baseline" if name.startswith("baseline") else "this"], args, vocab_file)
                 for name in args.variants]
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for _ in range(args.steps):
         for variant in variants:
-            variant.step()
+            variant.step(clock)
     print(json.dumps({v.name: v.times for v in variants} | {"tokens": args.batch_size * 20,
                                                              "vocab": len(variants[0].vocab),
                                                              "negatives": variants[0].n_negative}))
@@ -207,6 +210,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=["baseline", "float32", "bfloat16"],
                         choices=["baseline", "baseline-bfloat16", "float32", "bfloat16"])
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="time the parts by the wall clock or by the process's CPU time (a loaded machine)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
@@ -229,7 +234,7 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     command = [sys.executable, __file__, "--variant", "all", "--corpus", args.corpus, "--shape", args.shape,
                "--batch-size", str(args.batch_size), "--negatives", str(args.negatives), "--steps", str(args.steps),
-               "--threads", str(args.threads), "--variants", *variants]
+               "--threads", str(args.threads), "--clock", args.clock, "--variants", *variants]
     if args.vocab:
         command += ["--vocab", args.vocab]
     if args.baseline is not None:
@@ -244,7 +249,8 @@ def main() -> None:
     flops = model_flops(args.shape, info["tokens"], distinct, info["negatives"])
     print(f"\nshape {args.shape}, batch {args.batch_size} x 20, vocabulary {info['vocab']:,}, {info['negatives']:,} "
           f"negatives, {distinct:,} distinct tokens per batch; {args.steps - args.warmup} timed steps of each "
-          f"variant, interleaved step by step in one process; medians (seconds per step)")
+          f"variant, interleaved step by step in one process; medians ({'CPU ' if args.clock == 'cpu' else ''}seconds per "
+          "step)")
     header = f"{'variant':<18}" + "".join(f"{p:>10}" for p in PARTS) + f"{'tok/s':>9}{'GFLOP/s':>9}{'of fp32':>8}{'speed-up':>9}"
     print(header)
     reference = None
