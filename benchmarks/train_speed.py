@@ -265,4 +265,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))  # "this tree" is the one this script is in, not whichever elmo_lm is installed
     main()
