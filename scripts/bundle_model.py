@@ -4,9 +4,9 @@
 
 Writes `config.json` + `model.safetensors` (+ `vocab.txt`, the training vocabulary) with the
 weights stored as float16 and, by default, without the softmax: embedding never uses it, and it
-is the largest single matrix (V x P; 55,989 x 128 = 7.2M parameters for elmo-en-small, 14 MB
-in float16, against about 14 MB for all the rest). `elmo train --init` adds a fresh softmax to a
-model that has none, so continued training still works from the bundled folder.
+is the largest single matrix (V x P; 100,000 x 128 = 12.8M parameters for elmo-en-small v2, 26 MB
+in float16, against 18.8 MB for all the rest with the highway in int8). `elmo train --init` adds a
+fresh softmax to a model that has none, so continued training still works from the bundled folder.
 
 A model whose float16 folder exceeds --max-mb (the v2 shape's 2,048-filter highway alone is 8.4M
 parameters) is stored with chosen matrices in int8, one float32 scale per output channel
