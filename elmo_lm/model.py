@@ -410,7 +410,7 @@ class ElmoBiLM(nn.Module):
         if inference.needs_autograd(self, *(state or ())):
             tokens = self.encode_tokens(chars, wrapped_mask)  # (B, T+2, P)
             return self.contextualize(tokens, wrapped_mask, state, keep_boundaries)
-        distinct, which = torch.unique(chars[wrapped_mask], dim=0, return_inverse=True)  # (U, 50), (N,)
+        distinct, which = distinct_rows(chars[wrapped_mask])  # (U, 50), (N,)
         index = torch.zeros(wrapped_mask.shape, dtype=torch.long, device=char_ids.device)  # (B, T+2)
         index[wrapped_mask] = which
         vectors = self.token_encoder(distinct)  # (U, P)
