@@ -9,14 +9,13 @@ size; per layer the largest absolute difference and the mean and lowest per-toke
 vectors of tests/fixtures' 30 + 200 sentences (stateless, float32 inference); and the validation
 perplexity (full softmax, both directions, stateful in `--batch-size` rows of `--unroll` steps, as
 `elmo evaluate` reads) with the encoder round-tripped through the store and the run's float32
-softmax. All stores read the same batches in one loop, a batch at a time each, so stopping early
-still compares like with like. Prints a Markdown table.
+softmax (`elmo_lm.training.evaluate.stateful_totals`, each store over the same first `--batches` batches).
+Prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import shutil
 import sys
@@ -29,13 +28,12 @@ import torch
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from elmo_lm.cpu_features import describe_this_cpu  # noqa: E402
 from elmo_lm.embed import Embedder  # noqa: E402
 from elmo_lm.io import load_model, save_pretrained  # noqa: E402
 from elmo_lm.io.int8_storage import int8_keys  # noqa: E402
 from elmo_lm.model import ElmoBiLM  # noqa: E402
-from elmo_lm.training.data import LMBatches  # noqa: E402
-from elmo_lm.training.evaluate import LossTotals  # noqa: E402
-from elmo_lm.training.objective import LMObjective  # noqa: E402
+from elmo_lm.training.evaluate import stateful_totals  # noqa: E402
 from elmo_lm.training.run_folder import load_run_model  # noqa: E402
 from elmo_lm.vocab import Vocabulary  # noqa: E402
 
@@ -46,16 +44,6 @@ STORES = {  # name: (float type of the rest, int8 choice or None)
     "int8 highway": (torch.float16, "highway"),
     "int8 all matrices": (torch.float16, "matrices"),
 }
-
-
-def cpu_name() -> str:
-    """The CPU's model name and family, from /proc/cpuinfo."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
-    except OSError:
-        return "unknown"
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
-    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')})"
 
 
 def test_sentences() -> list[list[str]]:
@@ -115,25 +103,16 @@ def main() -> None:
     shutil.rmtree(args.scratch, ignore_errors=True)
 
     vocab = Vocabulary.load(vocab_path)
-    batches = LMBatches(args.valid, vocab, args.batch_size, args.unroll, shuffle=False)
-    objectives = {name: LMObjective(model).eval() for name, model in models.items()}
-    totals = {name: LossTotals() for name in models}
-    states: dict[str, object] = {name: None for name in models}
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for i, batch in enumerate(itertools.islice(batches, args.batches)):
-            for name, objective in objectives.items():
-                out = objective(batch.forward_chars, batch.forward_targets, batch.backward_chars,
-                                batch.backward_targets, states[name])
-                states[name] = out.state
-                totals[name].add(out.loss_sums, batch.n_tokens)
-            if (i + 1) % 10 == 0:
-                line = ", ".join(f"{name} {totals[name].record()['ppl']:.3f}" for name in models)
-                print(f"batch {i + 1} ({time.perf_counter() - start:.0f} s): {line}", file=sys.stderr, flush=True)
+    totals = {}
+    for name, model in models.items():
+        start = time.perf_counter()
+        totals[name] = stateful_totals(model, args.valid, vocab, args.batch_size, args.unroll, max_batches=args.batches)
+        print(f"{name}: ppl {totals[name].record()['ppl']:.3f} ({time.perf_counter() - start:.0f} s)",
+              file=sys.stderr, flush=True)
 
     base = totals["float32"].record()
     print(f"run {args.run_dir}; valid {args.valid}: {base['tokens']:,} targets per direction "
-          f"({args.batches} batches of {args.batch_size} x {args.unroll}); CPU {cpu_name()}, 1 thread\n")
+          f"({args.batches} batches of {args.batch_size} x {args.unroll}); CPU {describe_this_cpu()}, 1 thread\n")
     print("| store | MB | ppl fwd / bwd / avg | avg vs float32 | layer 0 max abs / mean cos / min cos "
           "| layer 1 | layer 2 |")
     print("|---|---|---|---|---|---|---|")

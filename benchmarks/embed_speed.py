@@ -160,6 +160,7 @@ def peak_rss_mb() -> float:
 def run_configuration(size: str, precision: str, folder: Path, passes: int, batch_size: int, cache: bool) -> dict:
     """Load, warm up, time `passes` passes; return figures as a dict (run in a child process)."""
     from elmo_lm import Embedder
+    from elmo_lm.cpu_features import describe_this_cpu
 
     sentences = json.loads(BENCH.read_text())
     n_tokens = sum(len(s) for s in sentences)
@@ -195,21 +196,7 @@ def run_configuration(size: str, precision: str, folder: Path, passes: int, batc
             "peak_rss_mb": peak_rss_mb(),
             "load_s": load_seconds, "max_abs_diff": max_diff, "mean_cosine": float(per_layer.mean()),
             "layer_mean_cosine": [round(float(c), 6) for c in per_layer.mean(axis=1)],
-            "layer_worst_cosine": [round(float(c), 6) for c in per_layer.min(axis=1)], "cpu": cpu_description()}
-
-
-def cpu_description() -> str:
-    """This CPU's model name, family and vector-instruction flags (AVX*, AMX, VNNI, BF16), from /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    flags = [f for f in fields.get("flags", "").split() if f.startswith(("avx", "amx")) or "vnni" in f or "bf16" in f]
-    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}; {' '.join(flags)})"
+            "layer_worst_cosine": [round(float(c), 6) for c in per_layer.min(axis=1)], "cpu": describe_this_cpu()}
 
 
 def _child(args: argparse.Namespace) -> None:

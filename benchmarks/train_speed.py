@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -217,17 +216,13 @@ def main() -> None:
     if args.variant:
         child(args)
         return
-    from elmo_lm.cpu_features import bfloat16_is_fast, this_cpu
+    from elmo_lm.cpu_features import bfloat16_is_fast, describe_this_cpu
 
     variants = [v for v in args.variants if not v.startswith("baseline") or args.baseline is not None]
     if not bfloat16_is_fast() and any(v.endswith("bfloat16") for v in variants):
         print("this CPU has no native bfloat16 dot products: skipping the bfloat16 variants")
         variants = [v for v in variants if not v.endswith("bfloat16")]
-    cpu = this_cpu()
-    model_name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                       if line.startswith("model name")), platform.processor())
-    flags = sorted(f for f in (cpu[1] if cpu else ()) if f.startswith(("avx512", "amx")))
-    print(f"CPU: {model_name}; {os.cpu_count()} cores; flags: {' '.join(flags) or 'no AVX-512/AMX'}")
+    print(f"CPU: {describe_this_cpu()}; {os.cpu_count()} cores")
     peaks = matmul_peaks(args.threads)
     print(f"matmul peak with {args.threads} thread(s), 2048^3: float32 {peaks['float32']:,.0f} GFLOP/s, "
           f"bfloat16 {peaks['bfloat16']:,.0f} GFLOP/s")

@@ -49,6 +49,25 @@ def bfloat16_is_fast_for(vendor: str, flags: frozenset[str]) -> bool:
     return "amx_bf16" in flags or (vendor == "AuthenticAMD" and "avx512_bf16" in flags)
 
 
+def describe_cpuinfo(text: str) -> str:
+    """The first processor's model name, family and vector-instruction flags (AVX*, AMX, VNNI, BF16), as
+    benchmark records quote them: `AMD EPYC (family 26; avx2 avx512f ... avx512_bf16)`."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = [f for f in fields.get("flags", "").split() if f.startswith(("avx", "amx")) or "vnni" in f or "bf16" in f]
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}; {' '.join(flags)})"
+
+
+def describe_this_cpu() -> str:
+    """`describe_cpuinfo` of this machine, or "unknown CPU" where `/proc/cpuinfo` cannot be read."""
+    try:
+        return describe_cpuinfo(CPUINFO.read_text())
+    except OSError:
+        return "unknown CPU"
+
+
 @lru_cache(maxsize=1)
 def this_cpu() -> tuple[str, frozenset[str]] | None:
     """This machine's vendor id and feature flags, or None where `/proc/cpuinfo` cannot be read."""

@@ -17,7 +17,7 @@ from conftest import ALLENNLP
 from elmo_lm import Elmo, Embedder, batch_to_ids, cpu_features
 from elmo_lm.bundled import bundled_model_path
 from elmo_lm.cli import main
-from elmo_lm.cpu_features import bfloat16_is_fast_for, bfloat16_runs_for, parse_cpuinfo
+from elmo_lm.cpu_features import bfloat16_is_fast_for, bfloat16_runs_for, describe_cpuinfo, parse_cpuinfo
 from elmo_lm.inference import matmul, use_precision
 from elmo_lm.io import load_model
 
@@ -33,6 +33,13 @@ flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_fp16
 def test_cpuinfo_gives_the_first_processors_vendor_and_flags():
     vendor, flags = parse_cpuinfo(XEON_NO_AMX)
     assert vendor == "GenuineIntel" and {"avx512_bf16", "avx512f"} <= flags and "amx_bf16" not in flags
+
+
+def test_cpu_description_names_the_model_family_and_vector_flags_only():
+    text = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel name\t: AMD EPYC\n" \
+           "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\nprocessor\t: 1\nmodel name\t: other\n"
+    assert describe_cpuinfo(text) == "AMD EPYC (family 26; avx2 avx512f avx512_bf16 avx512_vnni)"
+    assert describe_cpuinfo("") == "? (family ?; )"
 
 
 @pytest.mark.parametrize("vendor, flags, fast", [
