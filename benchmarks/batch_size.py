@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embed_speed import BENCH, cpu_description, write_random_model  # noqa: E402
+from embed_speed import BENCH, write_random_model  # noqa: E402
+
+from elmo_lm.cpu_features import describe_this_cpu  # noqa: E402
 
 
 def measure(size: str, folder: Path, precision: str, settings: list[tuple[str, int]], rounds: int) -> dict:
@@ -59,7 +61,7 @@ def main() -> None:
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     settings = [("sentences", n) for n in args.batch_sizes] + [("tokens", n) for n in args.batch_tokens]
-    print(f"CPU: {cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"CPU: {describe_this_cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.precision}, {args.rounds} rounds (median)")
     print("| size | batch by | batch | tokens/s | tokens per CPU-s |")
     print("|---|---|---:|---:|---:|")

@@ -31,7 +31,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embed_speed import BENCH, SIZES, cpu_description, write_random_model  # noqa: E402
+from embed_speed import BENCH, SIZES, write_random_model  # noqa: E402
+
+from elmo_lm.cpu_features import describe_this_cpu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DIRS = [ROOT / "tests/fixtures", ROOT.parent / "shared/fixtures"]
@@ -173,7 +175,7 @@ def main() -> None:
             raise SystemExit("no GPU is available to PyTorch; use --dry-run to check the script on the CPU")
         device, size, n_sentences, train_preset, steps, copy_mb = torch.device("cuda"), "original", None, "small", 50, 1024
     began = time.perf_counter()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else describe_this_cpu()
     report: dict = {"device": name, "torch": torch.__version__, "dry_run": args.dry_run}
     print(f"device: {name}; torch {torch.__version__}", flush=True)
 

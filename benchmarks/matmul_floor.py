@@ -105,14 +105,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from elmo_lm import Embedder
-    from embed_speed import cpu_description, write_random_model
+    from elmo_lm.cpu_features import describe_this_cpu
+    from embed_speed import write_random_model
 
     sentences = json.loads(BENCH.read_text())
     n_tokens = sum(len(s) for s in sentences)
     args.folder.mkdir(parents=True, exist_ok=True)
     dtype = getattr(torch, args.precision)
     print(f"{n_tokens} tokens, batch 32, {args.precision}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-          f"\nCPU: {cpu_description()}")
+          f"\nCPU: {describe_this_cpu()}")
     print("| size | pass (median) | tok/s | matmul floor | ceiling tok/s | floor: CNN + highway | LSTM input | LSTM steps |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
