@@ -60,7 +60,7 @@ def polarity_words(rows: list[tuple[list[str], str]]) -> list[tuple[str, float]]
         if pos + neg >= MIN_SENTENCES:
             scores.append((word, math.log((pos + 0.5) / (n["pos"] - pos + 0.5)) -
                            math.log((neg + 0.5) / (n["neg"] - neg + 0.5))))
-    return sorted(scores, key=lambda item: -abs(item[1]))[:POLARITY_WORDS]
+    return sorted(scores, key=lambda item: (-abs(item[1]), item[0]))[:POLARITY_WORDS]  # ties by word: reproducible
 
 
 def summary(tokens: list[str], counts: Counter[str]) -> str:
