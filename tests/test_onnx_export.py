@@ -65,7 +65,10 @@ def _compare(model, session, sentences) -> None:
     layers, mask = session.run(None, {"char_ids": ids.numpy()})
     assert layers.shape == tuple(expected.layers.shape)
     np.testing.assert_array_equal(mask, expected.mask.numpy())
-    np.testing.assert_allclose(layers, expected.layers.numpy(), rtol=0, atol=1e-5)
+    # Both paths sum in float32, in different orders, through up to 300 recurrent steps: allow 1e-5 of the largest
+    # output (the bundled v2 reaches 4.8; on the 17 x 300 batch the two paths differ by up to 1.6e-5).
+    scale = max(1.0, float(np.abs(expected.layers.numpy()).max()))
+    np.testing.assert_allclose(layers, expected.layers.numpy(), rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("batch", [1, 17])
